@@ -1,0 +1,380 @@
+"""The one configuration schema: `strangler.yaml`, loaded and validated at start-up.
+
+Every key the proxy reads is declared here, with its default. A file that does not fit
+raises `ConfigError` naming the file, the dotted key and what is wrong; the CLI turns
+that into one line on stderr and exit status 2.
+
+```yaml
+listen: 127.0.0.1:8080            # client-facing address
+admin_listen: 127.0.0.1:9090      # /metrics, /healthz, /readyz
+backends:
+  legacy:  {url: ws://127.0.0.1:8091, connect_timeout: 5}        # the route's own path is kept
+  unified: {url: ws://127.0.0.1:8092/v1/ws, connect_timeout: 5}  # one path for every route
+routes:                           # first match wins; literal paths before patterns
+  - {name: main, path: /ws, dialect: main, auth: accept_then_frame, anonymous: true}
+  - {name: main_alias, path: "/ws/{user_id}", dialect: main_payload, auth: accept_then_frame}
+flags: {file: flags.yaml, poll_interval: 1.0}   # relative paths are relative to this file
+jwt:
+  algorithms: [HS256]
+  secret_env: STRANGLER_JWT_SECRET   # or secret_file; public_key_file for RS256
+  issuer: netra-auth-service
+  audience: [netra-platform]
+  leeway: 30
+  user_claim: sub
+relay: {max_message_bytes: 4194304, grace_period: 10, close_timeout: 5}
+http_passthrough: [/ws/health, /ws/config]   # plain HTTP paths forwarded to legacy
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from proxy.identity import JwtSettings
+
+
+class ConfigError(Exception):
+    """The configuration file does not fit the schema."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key or '<top>'}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem
+
+
+class AuthStyle(StrEnum):
+    """How a route refuses a client whose credentials fail, as its legacy code did."""
+
+    ACCEPT_THEN_FRAME = "accept_then_frame"  # main: accept, AUTH_FAILED frame, close 1008
+    REFUSE_HANDSHAKE = "refuse_handshake"  # factory: HTTP 403 before accept
+    ACCEPT_THEN_CLOSE = "accept_then_close"  # isolated: accept, close 1008, no frame
+    NONE = "none"  # legacy compatibility routes: no authentication
+
+
+DIALECTS = frozenset({"main", "main_payload", "flat", "factory", "isolated", "legacy"})
+
+# The legacy HTTP endpoints that sit beside the sockets (LEGACY_SURFACE.md).
+DEFAULT_HTTP_PASSTHROUGH = (
+    "/ws/health",
+    "/ws/beacon",
+    "/ws/config",
+    "/ws/stats",
+    "/ws/factory/status",
+    "/ws/factory/health",
+    "/ws/isolated/health",
+    "/ws/isolated/stats",
+    "/ws/isolated/config",
+    "/api/v1/websocket",
+    "/api/websocket/ticket",
+)
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SEGMENT_PARAM = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One upstream: `legacy` keeps the client's path, `unified` has a single path."""
+
+    name: str
+    url: str
+    connect_timeout: float
+
+    @property
+    def secure(self) -> bool:
+        return self.url.startswith("wss://")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One legacy entry point the proxy accepts."""
+
+    name: str
+    path: str
+    dialect: str
+    auth: AuthStyle
+    anonymous: bool
+    pattern: re.Pattern[str] | None  # None for a literal path
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsSettings:
+    file: Path
+    poll_interval: float
+
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+DEFAULT_GRACE_PERIOD = 10.0
+DEFAULT_CLOSE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    listen: Address
+    admin_listen: Address
+    legacy: Backend
+    unified: Backend
+    routes: tuple[Route, ...]
+    flags: FlagsSettings
+    jwt: JwtSettings
+    relay: RelaySettings
+    http_passthrough: tuple[str, ...] = field(default=DEFAULT_HTTP_PASSTHROUGH)
+
+    @property
+    def route_names(self) -> frozenset[str]:
+        return frozenset(r.name for r in self.routes)
+
+    def backend(self, name: str) -> Backend:
+        return self.legacy if name == "legacy" else self.unified
+
+
+class _Reader:
+    """Typed access to one mapping of the file, naming the key path in every error."""
+
+    def __init__(self, source: str, data: Mapping[str, Any], prefix: str = "") -> None:
+        self.source = source
+        self.data = data
+        self.prefix = prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name) if name else self.prefix, problem)
+
+    def only(self, allowed: set[str]) -> None:
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise self.fail(unknown[0], f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if name not in self.data or self.data[name] is None:
+            if default is _REQUIRED:
+                raise self.fail(name, "is required")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(name, f"must be a {expected}, not {type(value).__name__}")
+        return value
+
+    def sub(self, name: str) -> _Reader:
+        return _Reader(self.source, self.get(name, dict, {}), self.key(name))
+
+    def positive(self, name: str, default: float) -> float:
+        value = float(self.get(name, float, default))
+        if value <= 0:
+            raise self.fail(name, "must be greater than 0")
+        return value
+
+
+_REQUIRED = object()
+
+
+def _address(r: _Reader, name: str, default: str) -> Address:
+    text = str(r.get(name, (str, int), default))
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise r.fail(name, f"must be host:port, got {text!r}")
+    return Address(host.strip("[]") or "127.0.0.1", int(port))
+
+
+def _backend(r: _Reader, name: str, default_url: str) -> Backend:
+    b = r.sub(name)
+    b.only({"url", "connect_timeout"})
+    url = b.get("url", str, default_url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise b.fail("url", f"must be a ws:// or wss:// URL, got {url!r}")
+    return Backend(name, url.rstrip("/") if name == "legacy" else url, b.positive("connect_timeout", 5.0))
+
+
+def _compile_path(r: _Reader, path: str) -> re.Pattern[str] | None:
+    if not path.startswith("/"):
+        raise r.fail("path", f"must start with '/', got {path!r}")
+    segments = path.strip("/").split("/")
+    if not any("{" in s or "}" in s for s in segments):
+        return None
+    parts = []
+    for segment in segments:
+        if _SEGMENT_PARAM.match(segment):
+            parts.append("[^/]+")
+        elif "{" in segment or "}" in segment:
+            raise r.fail("path", f"a {{param}} must be a whole segment, got {segment!r}")
+        else:
+            parts.append(re.escape(segment))
+    return re.compile("^/" + "/".join(parts) + "$")
+
+
+def _routes(r: _Reader) -> tuple[Route, ...]:
+    items = r.get("routes", list, _REQUIRED)
+    if not items:
+        raise r.fail("routes", "must list at least one route")
+    routes: list[Route] = []
+    seen_names: set[str] = set()
+    seen_paths: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise r.fail(f"routes[{i}]", "must be a mapping")
+        rr = _Reader(r.source, item, f"routes[{i}]")
+        rr.only({"name", "path", "dialect", "auth", "anonymous"})
+        name = rr.get("name", str, _REQUIRED)
+        if not _NAME.match(name):
+            raise rr.fail("name", f"must match {_NAME.pattern}, got {name!r}")
+        if name in seen_names:
+            raise rr.fail("name", f"route {name!r} is defined twice")
+        path = rr.get("path", str, _REQUIRED)
+        if path in seen_paths:
+            raise rr.fail("path", f"path {path!r} is claimed by two routes")
+        dialect = rr.get("dialect", str, "main")
+        if dialect not in DIALECTS:
+            raise rr.fail("dialect", f"unknown dialect {dialect!r} (one of {', '.join(sorted(DIALECTS))})")
+        auth_text = rr.get("auth", str, AuthStyle.ACCEPT_THEN_FRAME.value)
+        try:
+            auth = AuthStyle(auth_text)
+        except ValueError:
+            styles = ", ".join(s.value for s in AuthStyle)
+            raise rr.fail("auth", f"unknown auth style {auth_text!r} (one of {styles})") from None
+        anonymous = rr.get("anonymous", bool, auth is AuthStyle.NONE)
+        seen_names.add(name)
+        seen_paths.add(path)
+        routes.append(Route(name, path, dialect, auth, anonymous, _compile_path(rr, path)))
+    # Literal paths win over patterns so /ws/factory is never taken for /ws/{user_id}.
+    return tuple(sorted(routes, key=lambda route: route.pattern is not None))
+
+
+def _read_secret(r: _Reader, env_key: str | None, file_key: str | None, base: Path) -> str | None:
+    if env_key:
+        value = os.environ.get(env_key)
+        if not value:
+            raise r.fail("secret_env", f"environment variable {env_key} is not set or empty")
+        return value
+    if file_key:
+        return _read_file(r, "secret_file", base / file_key).strip()
+    return None
+
+
+def _read_file(r: _Reader, name: str, path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise r.fail(name, f"cannot read {path}: {exc.strerror}") from None
+
+
+def _jwt(r: _Reader, base: Path) -> JwtSettings:
+    j = r.sub("jwt")
+    j.only({"algorithms", "secret_env", "secret_file", "public_key_file", "issuer", "audience",
+            "leeway", "user_claim"})
+    algorithms = tuple(str(a) for a in j.get("algorithms", list, ["HS256"]))
+    if not algorithms:
+        raise j.fail("algorithms", "must list at least one algorithm")
+    if any(a.lower() == "none" for a in algorithms):
+        raise j.fail("algorithms", "'none' is never allowed")
+    secret = _read_secret(j, j.get("secret_env", str), j.get("secret_file", str), base)
+    key_file = j.get("public_key_file", str)
+    public_key = _read_file(j, "public_key_file", base / key_file) if key_file else None
+    audience = j.get("audience", (list, str), [])
+    settings = JwtSettings(
+        algorithms=algorithms,
+        secret=secret,
+        public_key=public_key,
+        issuer=j.get("issuer", str),
+        audience=(audience,) if isinstance(audience, str) else tuple(str(a) for a in audience),
+        leeway=float(j.get("leeway", float, 30.0)),
+        user_claim=j.get("user_claim", str, "sub"),
+    )
+    # Let the verifier's own rules (a key for every algorithm, no HS/RS mix) speak here,
+    # so a bad key setup stops the start instead of refusing every client later.
+    from proxy.identity import JwtVerifier
+
+    try:
+        JwtVerifier(settings)
+    except ValueError as exc:
+        raise j.fail("algorithms", str(exc)) from None
+    return settings
+
+
+def parse_config(text: str, source: str) -> Config:
+    """Validate the text of a `strangler.yaml`; relative paths resolve beside `source`."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(source, "", f"not valid YAML ({where})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", "must be a mapping of keys")
+    r = _Reader(source, data)
+    r.only({"listen", "admin_listen", "backends", "routes", "flags", "jwt", "relay",
+            "http_passthrough"})
+    base = Path(source).resolve().parent
+    backends = r.sub("backends")
+    backends.only({"legacy", "unified"})
+    flags = r.sub("flags")
+    flags.only({"file", "poll_interval"})
+    relay = r.sub("relay")
+    relay.only({"max_message_bytes", "grace_period", "close_timeout"})
+    max_bytes = relay.get("max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES)
+    if max_bytes < 1024:
+        raise relay.fail("max_message_bytes", "must be at least 1024")
+    passthrough = r.get("http_passthrough", list, list(DEFAULT_HTTP_PASSTHROUGH))
+    for i, p in enumerate(passthrough):
+        if not isinstance(p, str) or not p.startswith("/"):
+            raise r.fail(f"http_passthrough[{i}]", "must be a path starting with '/'")
+    return Config(
+        source=source,
+        listen=_address(r, "listen", "127.0.0.1:8080"),
+        admin_listen=_address(r, "admin_listen", "127.0.0.1:9090"),
+        legacy=_backend(backends, "legacy", "ws://127.0.0.1:8091"),
+        unified=_backend(backends, "unified", "ws://127.0.0.1:8092/v1/ws"),
+        routes=_routes(r),
+        flags=FlagsSettings(
+            file=base / flags.get("file", str, "flags.yaml"),
+            poll_interval=flags.positive("poll_interval", 1.0),
+        ),
+        jwt=_jwt(r, base),
+        relay=RelaySettings(
+            max_message_bytes=max_bytes,
+            grace_period=float(relay.get("grace_period", float, DEFAULT_GRACE_PERIOD)),
+            close_timeout=relay.positive("close_timeout", DEFAULT_CLOSE_TIMEOUT),
+        ),
+        http_passthrough=tuple(passthrough),
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the configuration file at `path`."""
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text()
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read the file: {exc.strerror}") from None
+    return parse_config(text, source)

@@ -1,0 +1,149 @@
+"""Every Prometheus metric the proxy exports, in one place.
+
+Labels are bounded by design (DESIGN.md): route names and flag keys come from the
+configuration, everything else from the small enumerations below. A user id, token,
+raw path or connection id is never a label value.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from proxy import __version__
+
+# How a relayed connection ended (the `outcome` label of strangler_connections_total).
+OUTCOMES = (
+    "client_closed",  # the client sent a close frame
+    "backend_closed",  # the backend sent a close frame
+    "client_gone",  # the client vanished without a close frame
+    "backend_gone",  # the backend vanished without a close frame
+    "too_big",  # a message over relay.max_message_bytes
+    "protocol_error",  # a peer broke the WebSocket protocol
+    "shutdown",  # closed with 1001 when the grace period ran out
+    "auth_failed",  # refused after accept, in the route's legacy style
+)
+
+DIRECTIONS = ("client_to_backend", "backend_to_client")
+
+# Why an upstream handshake did not produce a WebSocket.
+CONNECT_FAILURES = (
+    "refused",  # nothing listening, or the host unreachable
+    "connect_timeout",  # TCP not established within the connect timeout
+    "handshake_timeout",  # connected, but no handshake answer within the timeout
+    "status",  # answered with an HTTP status instead of 101 (mirrored to the client)
+    "bad_handshake",  # a 101 that is not a valid WebSocket answer
+    "tls",
+    "error",
+)
+
+# Why the proxy refused a client handshake (the `reason` label of refusals).
+REFUSALS = (
+    "auth_failed",
+    "no_route",
+    "bad_subprotocol",
+    "upstream_refused",
+    "upstream_unavailable",
+    "shutting_down",
+)
+
+_CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    """The proxy's metrics, registered on an injected registry so tests get a fresh one."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.build_info = Gauge(
+            "strangler_build_info", "Version of the running proxy.", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
+        self.connections_open = Gauge(
+            "strangler_connections_open",
+            "Client WebSocket connections open now.",
+            ["route", "mode"],
+            registry=r,
+        )
+        self.connections = Counter(
+            "strangler_connections",
+            "Client WebSocket connections that ended, by how they ended.",
+            ["route", "mode", "outcome"],
+            registry=r,
+        )
+        self.messages = Counter(
+            "strangler_messages",
+            "WebSocket messages relayed.",
+            ["route", "backend", "direction"],
+            registry=r,
+        )
+        self.bytes = Counter(
+            "strangler_bytes",
+            "WebSocket payload bytes relayed.",
+            ["route", "backend", "direction"],
+            registry=r,
+        )
+        self.upstream_connect_seconds = Histogram(
+            "strangler_upstream_connect_seconds",
+            "Time to complete the upstream WebSocket handshake.",
+            ["backend"],
+            buckets=_CONNECT_BUCKETS,
+            registry=r,
+        )
+        self.upstream_connect_failures = Counter(
+            "strangler_upstream_connect_failures",
+            "Upstream handshakes that did not produce a WebSocket, by reason.",
+            ["backend", "reason"],
+            registry=r,
+        )
+        self.handshake_refusals = Counter(
+            "strangler_handshake_refusals",
+            "Client handshakes the proxy refused or ended right after accept, by reason.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "strangler_auth_failures",
+            "Tokens that failed verification at the edge, by reason.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.flag_evaluations = Counter(
+            "strangler_flag_evaluations",
+            "Per-connection mode decisions.",
+            ["flag", "mode", "reason"],
+            registry=r,
+        )
+        self.flag_reloads = Counter(
+            "strangler_flag_reloads",
+            "Flag file reload attempts, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.flags_info = Gauge(
+            "strangler_flags_info",
+            "The active flag file: 1 for its content hash (first 12 hex digits of SHA-256).",
+            ["hash"],
+            registry=r,
+        )
+        self.flags_loaded_timestamp = Gauge(
+            "strangler_flags_loaded_timestamp_seconds",
+            "When the active flag file was applied (Unix time).",
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "strangler_http_passthrough_requests",
+            "Plain HTTP requests forwarded to the legacy backend, by status class.",
+            ["status_class"],
+            registry=r,
+        )
+        self._active_hash: str | None = None
+
+    def set_active_flags(self, digest: str, loaded_at: float) -> None:
+        """Point strangler_flags_info at the file now in force."""
+        short = digest[:12]
+        if self._active_hash is not None and self._active_hash != short:
+            self.flags_info.remove(self._active_hash)
+        self._active_hash = short
+        self.flags_info.labels(short).set(1)
+        self.flags_loaded_timestamp.set(loaded_at)
