@@ -1,0 +1,230 @@
+"""The relay: the only code that pumps frames between a client and its backend.
+
+Two pumps run per connection, one per direction; each is the only reader of its
+source socket (aiohttp allows one reader per WebSocket). The first pump to see its
+source end decides how the connection ends, and the relay carries that end to the
+other side:
+
+- a close frame travels on with its code and reason (4000-4999 untouched); the other
+  side's answer is echoed back, so the close handshake is end to end;
+- a side that vanishes without a close frame (aiohttp reports 1006, a code that must
+  never be sent) makes the other side get 1001 (client gone) or 1011 (backend gone);
+- a message over the size limit ends both sides with 1009.
+
+Frames are never parsed here: text arrives as bytes (decode_text=False) and leaves
+with the same opcode, so an identity-dialect connection costs one copy per frame.
+Backpressure comes from awaiting each send: aiohttp drains the transport once its
+buffer passes the writer limit, so a peer that stops reading stops the pump that
+feeds it, which stops reading the other socket, which lets TCP push back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from prometheus_client import Counter
+
+log = logging.getLogger("strangler.relay")
+
+Socket = web.WebSocketResponse[Any] | aiohttp.ClientWebSocketResponse[Any]
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+
+# Codes a peer may put on the wire (RFC 6455 7.4); 1005, 1006 and 1015 are
+# reserved for reporting and must never be sent.
+_SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+_MAX_REASON_BYTES = 123
+
+
+class Side(StrEnum):
+    CLIENT = "client"
+    BACKEND = "backend"
+
+
+class EndKind(StrEnum):
+    CLOSED = "closed"  # a close frame arrived
+    GONE = "gone"  # the socket ended without a close frame
+    TOO_BIG = "too_big"  # a message over the limit
+    PROTOCOL_ERROR = "protocol_error"  # the peer broke the protocol
+    STOPPED = "stopped"  # the pump was stopped from outside (the other side ended)
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """How one pump finished."""
+
+    side: Side  # whose socket it was reading
+    kind: EndKind
+    code: int | None = None
+    reason: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the relayed connection ended, for metrics and logs."""
+
+    label: str  # one of proxy.metrics.OUTCOMES
+    client_code: int | None  # what the client was sent (None if it closed first or vanished)
+    backend_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Meters:
+    """Pre-bound counters for one connection (labels are looked up once, not per frame)."""
+
+    messages: Counter
+    bytes: Counter
+
+
+def sendable(code: int | None, fallback: int) -> int:
+    """A close code that may go on the wire: the code itself, or `fallback`."""
+    if code is not None and (code in _SENDABLE or 3000 <= code <= 4999):
+        return code
+    if code == 1005:  # a close frame without a code: the peer meant a normal close
+        return CLOSE_NORMAL
+    return fallback
+
+
+def clip_reason(reason: bytes | str) -> bytes:
+    """A close reason within the protocol's 123 bytes, never cut inside a UTF-8 character."""
+    data = reason.encode() if isinstance(reason, str) else reason
+    if len(data) <= _MAX_REASON_BYTES:
+        return data
+    return data[:_MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
+
+
+async def pump(src: Socket, dst: Socket, side: Side, meters: Meters) -> End:
+    """Copy messages from `src` to `dst` until `src` ends; report how it ended."""
+    count = meters.messages.inc
+    size = meters.bytes.inc
+    while True:
+        msg = await src.receive()
+        kind = msg.type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            data = msg.data
+            try:
+                await dst.send_frame(data, kind)
+            except (ConnectionError, aiohttp.ClientConnectionResetError, RuntimeError):
+                # The destination vanished mid-send; its own pump reports how.
+                return End(side, EndKind.STOPPED)
+            count()
+            size(len(data))
+        elif kind is WSMsgType.CLOSE:
+            return End(side, EndKind.CLOSED, msg.data, clip_reason(msg.extra or b""))
+        elif kind is WSMsgType.CLOSING:
+            # Our own close() on this socket, from the other pump: it owns the ending.
+            return End(side, EndKind.STOPPED)
+        elif kind is WSMsgType.ERROR:
+            error = msg.data
+            code = getattr(error, "code", None)
+            if code == CLOSE_TOO_BIG:
+                return End(side, EndKind.TOO_BIG, CLOSE_TOO_BIG)
+            if code is not None and code != 1006:
+                return End(side, EndKind.PROTOCOL_ERROR, code)
+            return End(side, EndKind.GONE)
+        else:  # CLOSED: the transport ended without a close frame
+            return End(side, EndKind.GONE)
+
+
+async def _close(ws: Socket, code: int, reason: bytes) -> None:
+    """Close `ws`, tolerating a peer that is already gone."""
+    try:
+        await ws.close(code=code, message=reason)
+    except (ConnectionError, aiohttp.ClientError, RuntimeError, asyncio.TimeoutError):
+        pass
+
+
+def _other(side: Side) -> Side:
+    return Side.BACKEND if side is Side.CLIENT else Side.CLIENT
+
+
+async def relay(
+    client: web.WebSocketResponse[Any],
+    backend: aiohttp.ClientWebSocketResponse[Any],
+    *,
+    inbound: Meters,
+    outbound: Meters,
+) -> Outcome:
+    """Pump both directions until one side ends, then end the other side to match."""
+    sockets: dict[Side, Socket] = {Side.CLIENT: client, Side.BACKEND: backend}
+    pumps = {
+        asyncio.create_task(pump(client, backend, Side.CLIENT, inbound)),
+        asyncio.create_task(pump(backend, client, Side.BACKEND, outbound)),
+    }
+    try:
+        done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        first = _decisive(done)
+        end_of = sockets[first.side]
+        other = sockets[_other(first.side)]
+        sent: dict[Side, int | None] = {Side.CLIENT: None, Side.BACKEND: None}
+
+        if first.kind is EndKind.CLOSED:
+            # End-to-end close handshake: pass the code on, echo the answer back.
+            code = sendable(first.code, CLOSE_NORMAL)
+            sent[_other(first.side)] = code
+            await _close(other, code, first.reason)
+            answer = sendable(other.close_code, code)
+            sent[first.side] = answer
+            await _close(end_of, answer, first.reason if answer == code else b"")
+            label = f"{first.side.value}_closed"
+        elif first.kind is EndKind.TOO_BIG:
+            # aiohttp already closed the offender with 1009; the other side learns why.
+            sent[first.side] = CLOSE_TOO_BIG
+            sent[_other(first.side)] = CLOSE_TOO_BIG
+            await _close(other, CLOSE_TOO_BIG, b"peer sent a message too big")
+            label = "too_big"
+        else:
+            # Gone, a protocol error, or a pump stopped by a failed send: the other
+            # side gets 1001 when the client went away, 1011 when the backend did.
+            fallback = CLOSE_GOING_AWAY if first.side is Side.CLIENT else CLOSE_INTERNAL_ERROR
+            why = b"client went away" if first.side is Side.CLIENT else b"backend went away"
+            sent[_other(first.side)] = fallback
+            await _close(other, fallback, why)
+            await _close(end_of, sendable(first.code, fallback), b"")
+            if first.kind is EndKind.PROTOCOL_ERROR:
+                label = "protocol_error"
+            else:
+                label = f"{first.side.value}_gone"
+        await asyncio.gather(*pending, return_exceptions=True)
+        return Outcome(label, sent[Side.CLIENT], sent[Side.BACKEND])
+    finally:
+        for task in pumps:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _decisive(done: set[asyncio.Task[End]]) -> End:
+    """Of the pumps that finished together, the one whose ending explains the others.
+
+    A pump stopped by a failed send saw its destination vanish, so when no pump has a
+    better account, the ending is that the destination's side is gone.
+    """
+    ends = sorted((task.result() for task in done), key=lambda e: e.kind is EndKind.STOPPED)
+    first = ends[0]
+    if first.kind is EndKind.STOPPED:
+        return End(_other(first.side), EndKind.GONE)
+    return first
+
+
+async def close_both(
+    client: web.WebSocketResponse[Any],
+    backend: aiohttp.ClientWebSocketResponse[Any] | None,
+    code: int,
+    reason: str,
+) -> None:
+    """Close both sides with one code (shutdown); the relay's pumps then wind down."""
+    data = clip_reason(reason)
+    await asyncio.gather(
+        _close(client, code, data),
+        *([] if backend is None else [_close(backend, code, data)]),
+    )

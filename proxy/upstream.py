@@ -1,0 +1,141 @@
+"""Opening the upstream WebSocket, before the client is answered.
+
+The client must see what the serving backend said (DESIGN.md), so a refused upstream
+handshake is reported with its status, headers and body for the proxy to mirror, and
+an unreachable upstream with a bounded reason for the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+# A refusal body worth showing a client is short; anything longer is cut here.
+MAX_REFUSAL_BODY = 64 * 1024
+
+# Headers of a refusal that describe the body or the retry, and so travel with it.
+REFUSAL_HEADERS = ("Content-Type", "Retry-After", "WWW-Authenticate", "Cache-Control")
+
+
+class UpstreamRefused(Exception):
+    """The upstream answered the handshake with an HTTP status instead of 101."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        super().__init__(f"upstream refused the handshake with HTTP {status}")
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream could not be reached or did not complete a valid handshake."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason  # one of proxy.metrics.CONNECT_FAILURES
+
+
+@dataclass
+class _RefusalBody:
+    body: bytes = b""
+
+
+# ws_connect() drops the body of a non-101 answer; the request-end trace hook runs in
+# the connecting task before that happens, and reads the body into this slot.
+_refusal_slot: ContextVar[_RefusalBody | None] = ContextVar("strangler_refusal", default=None)
+
+
+async def _capture_refusal_body(
+    session: aiohttp.ClientSession,
+    ctx: SimpleNamespace,
+    params: aiohttp.TraceRequestEndParams,
+) -> None:
+    slot = _refusal_slot.get()
+    response = params.response
+    if slot is None or response.status == 101:
+        return
+    try:
+        slot.body = await response.content.read(MAX_REFUSAL_BODY)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        slot.body = b""
+
+
+def new_session(connect_timeout: float) -> aiohttp.ClientSession:
+    """A client session for one backend's handshakes, with no cap on concurrent connections.
+
+    `sock_connect` bounds reaching the backend (a failure there is a 502) and
+    `sock_read` bounds waiting for its handshake answer (a 504); aiohttp lifts the
+    read timeout once the socket is upgraded.
+    """
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(_capture_refusal_body)
+    # aiohttp's default connector stops at 100 connections and queues the 101st
+    # handshake silently; a proxy must not have such a hidden cap.
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        trace_configs=[trace],
+        skip_auto_headers=("User-Agent",),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=connect_timeout, sock_read=connect_timeout
+        ),
+    )
+
+
+async def connect(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    protocols: Sequence[str],
+    headers: CIMultiDict[str],
+    timeout: float,
+    max_message_bytes: int,
+) -> aiohttp.ClientWebSocketResponse[bool]:
+    """Complete the upstream handshake or raise UpstreamRefused / UpstreamUnavailable."""
+    slot = _RefusalBody()
+    token = _refusal_slot.set(slot)
+    try:
+        # The session's socket timeouts say which step failed; this outer bound only
+        # guards a backend that trickles bytes slowly enough to dodge them.
+        async with asyncio.timeout(2 * timeout):
+            return await session.ws_connect(
+                url,
+                protocols=tuple(protocols),
+                headers=headers,
+                autoclose=False,
+                autoping=True,
+                max_msg_size=max_message_bytes,
+                decode_text=False,
+                timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+            )
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status == 101:
+            raise UpstreamUnavailable("bad_handshake", exc.message) from None
+        kept = _kept_headers(exc.headers)
+        raise UpstreamRefused(exc.status, kept, slot.body) from None
+    except aiohttp.ConnectionTimeoutError:
+        raise UpstreamUnavailable("connect_timeout", f"not reached within {timeout:g}s") from None
+    except (aiohttp.SocketTimeoutError, TimeoutError):
+        raise UpstreamUnavailable("handshake_timeout", f"no answer within {timeout:g}s") from None
+    except aiohttp.ClientSSLError as exc:
+        raise UpstreamUnavailable("tls", str(exc)) from None
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnavailable("refused", str(exc)) from None
+    except (aiohttp.ClientError, ssl.SSLError, OSError, ValueError) as exc:
+        raise UpstreamUnavailable("error", f"{type(exc).__name__}: {exc}") from None
+    finally:
+        _refusal_slot.reset(token)
+
+
+def _kept_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str] | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    return {name: headers[name] for name in REFUSAL_HEADERS if name in headers}
