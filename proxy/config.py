@@ -169,7 +169,9 @@ class _Reader:
     def only(self, allowed: set[str]) -> None:
         unknown = sorted(set(self.data) - allowed)
         if unknown:
-            raise self.fail(unknown[0], f"unknown key (expected one of {', '.join(sorted(allowed))})")
+            raise self.fail(
+                unknown[0], f"unknown key (expected one of {', '.join(sorted(allowed))})"
+            )
 
     def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         if name not in self.data or self.data[name] is None:
@@ -180,7 +182,9 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
-            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            expected = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
             raise self.fail(name, f"must be a {expected}, not {type(value).__name__}")
         return value
 
@@ -212,7 +216,9 @@ def _backend(r: _Reader, name: str, default_url: str) -> Backend:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise b.fail("url", f"must be a ws:// or wss:// URL, got {url!r}")
-    return Backend(name, url.rstrip("/") if name == "legacy" else url, b.positive("connect_timeout", 5.0))
+    return Backend(
+        name, url.rstrip("/") if name == "legacy" else url, b.positive("connect_timeout", 5.0)
+    )
 
 
 def _compile_path(r: _Reader, path: str) -> re.Pattern[str] | None:
@@ -254,7 +260,9 @@ def _routes(r: _Reader) -> tuple[Route, ...]:
             raise rr.fail("path", f"path {path!r} is claimed by two routes")
         dialect = rr.get("dialect", str, "main")
         if dialect not in DIALECTS:
-            raise rr.fail("dialect", f"unknown dialect {dialect!r} (one of {', '.join(sorted(DIALECTS))})")
+            raise rr.fail(
+                "dialect", f"unknown dialect {dialect!r} (one of {', '.join(sorted(DIALECTS))})"
+            )
         auth_text = rr.get("auth", str, AuthStyle.ACCEPT_THEN_FRAME.value)
         try:
             auth = AuthStyle(auth_text)
@@ -289,8 +297,18 @@ def _read_file(r: _Reader, name: str, path: Path) -> str:
 
 def _jwt(r: _Reader, base: Path) -> JwtSettings:
     j = r.sub("jwt")
-    j.only({"algorithms", "secret_env", "secret_file", "public_key_file", "issuer", "audience",
-            "leeway", "user_claim"})
+    j.only(
+        {
+            "algorithms",
+            "secret_env",
+            "secret_file",
+            "public_key_file",
+            "issuer",
+            "audience",
+            "leeway",
+            "user_claim",
+        }
+    )
     algorithms = tuple(str(a) for a in j.get("algorithms", list, ["HS256"]))
     if not algorithms:
         raise j.fail("algorithms", "must list at least one algorithm")
@@ -333,8 +351,18 @@ def parse_config(text: str, source: str) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(source, "", "must be a mapping of keys")
     r = _Reader(source, data)
-    r.only({"listen", "admin_listen", "backends", "routes", "flags", "jwt", "relay",
-            "http_passthrough"})
+    r.only(
+        {
+            "listen",
+            "admin_listen",
+            "backends",
+            "routes",
+            "flags",
+            "jwt",
+            "relay",
+            "http_passthrough",
+        }
+    )
     base = Path(source).resolve().parent
     backends = r.sub("backends")
     backends.only({"legacy", "unified"})

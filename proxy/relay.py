@@ -21,6 +21,7 @@ feeds it, which stops reading the other socket, which lets TCP push back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
@@ -137,10 +138,8 @@ async def pump(src: Socket, dst: Socket, side: Side, meters: Meters) -> End:
 
 async def _close(ws: Socket, code: int, reason: bytes) -> None:
     """Close `ws`, tolerating a peer that is already gone."""
-    try:
+    with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError, TimeoutError):
         await ws.close(code=code, message=reason)
-    except (ConnectionError, aiohttp.ClientError, RuntimeError, asyncio.TimeoutError):
-        pass
 
 
 def _other(side: Side) -> Side:

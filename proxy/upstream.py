@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, MultiMapping
 
 # A refusal body worth showing a client is short; anything longer is cut here.
 MAX_REFUSAL_BODY = 64 * 1024
@@ -63,7 +63,7 @@ async def _capture_refusal_body(
         return
     try:
         slot.body = await response.content.read(MAX_REFUSAL_BODY)
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         slot.body = b""
 
 
@@ -135,7 +135,7 @@ async def connect(
         _refusal_slot.reset(token)
 
 
-def _kept_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str] | None) -> dict[str, str]:
+def _kept_headers(headers: MultiMapping[str] | None) -> dict[str, str]:
     if headers is None:
         return {}
     return {name: headers[name] for name in REFUSAL_HEADERS if name in headers}

@@ -1,0 +1,38 @@
+"""The admin port: /metrics for Prometheus, /healthz and /readyz for orchestrators."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from proxy.app import Proxy
+
+
+def build_admin_app(proxy: Proxy) -> web.Application:
+    """Routes of the admin listener; never exposed on the client port."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(proxy.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        # Alive as long as the event loop answers.
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        # Not ready while draining, so a load balancer stops sending new clients here.
+        flags = proxy.flags
+        body = {
+            "ready": not proxy.draining,
+            "draining": proxy.draining,
+            "flags_hash": flags.current.digest[:12],
+            "flags_error": str(flags.last_error) if flags.last_error else None,
+            "open_connections": len(proxy.connections),
+        }
+        return web.json_response(body, status=503 if proxy.draining else 200)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

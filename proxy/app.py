@@ -1,0 +1,344 @@
+"""The client-facing aiohttp application: one handler for every legacy path.
+
+A WebSocket handshake goes through the pipeline of DESIGN.md in order: match the
+route, read the credentials, verify the identity, let the flags decide the mode
+(`flags.evaluate`, the one place a mode is decided), open the backend, and only then
+answer the client with what the backend said. Plain HTTP on the legacy paths is
+forwarded to the legacy backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import hdrs, web
+from flags.watch import FlagWatcher
+from multidict import CIMultiDict
+
+from flags.evaluate import Decision, evaluate
+from flags.model import Mode
+from proxy import passthrough, upstream
+from proxy.config import AuthStyle, Config, Route
+from proxy.identity import (
+    AuthError,
+    Credentials,
+    Identity,
+    JwtVerifier,
+    TokenSource,
+    choose_subprotocol,
+    extract_credentials,
+)
+from proxy.metrics import Metrics
+from proxy.relay import CLOSE_GOING_AWAY, Meters, close_both, relay
+from proxy.routes import RouteTable
+
+log = logging.getLogger("strangler.proxy")
+
+# Headers that travel end to end to the backend (everything else is per hop).
+FORWARDED_HEADERS = ("Authorization", "Cookie", "Origin", "User-Agent", "Accept-Language")
+
+ROUTE_HEADER = "X-Strangler-Route"
+
+# The mode's primary backend. Shadow and live add a compared secondary (not yet here).
+PRIMARY = {
+    Mode.LEGACY: "legacy",
+    Mode.SHADOW: "legacy",
+    Mode.LIVE: "unified",
+    Mode.UNIFIED: "unified",
+}
+
+PROXY_KEY: web.AppKey[Proxy] = web.AppKey("strangler_proxy")
+
+
+@dataclass(eq=False)
+class Connection:
+    """One open client connection, kept so shutdown can close it with 1001."""
+
+    route: Route
+    mode: Mode
+    client: web.WebSocketResponse[Any]
+    backend: aiohttp.ClientWebSocketResponse[Any] | None = None
+    shutting_down: bool = False
+
+
+@dataclass(eq=False)
+class Proxy:
+    """Everything the handlers share: configuration, flags, metrics, open connections."""
+
+    config: Config
+    flags: FlagWatcher
+    metrics: Metrics
+    verifier: JwtVerifier = field(init=False)
+    routes: RouteTable = field(init=False)
+    connections: set[Connection] = field(default_factory=set)
+    sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
+    draining: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _said_no_secondary: set[tuple[str, Mode]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.verifier = JwtVerifier(self.config.jwt)
+        self.routes = RouteTable(self.config.routes)
+
+    async def start(self) -> None:
+        for backend in (self.config.legacy, self.config.unified):
+            self.sessions[backend.name] = upstream.new_session(backend.connect_timeout)
+        self.sessions["http"] = passthrough.new_session()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.close() for s in self.sessions.values()))
+        self.sessions.clear()
+
+    # -- the handshake pipeline -------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        route = self.routes.match(request.path)
+        if not _is_upgrade(request):
+            if route is not None or request.path in self.config.http_passthrough:
+                return await passthrough.forward(self, request)
+            raise web.HTTPNotFound(text="no such route\n")
+        if route is None:
+            self.metrics.handshake_refusals.labels("none", "no_route").inc()
+            raise web.HTTPNotFound(text="no WebSocket route at this path\n")
+        if self.draining:
+            self.metrics.handshake_refusals.labels(route.name, "shutting_down").inc()
+            raise web.HTTPServiceUnavailable(
+                text="shutting down, reconnect to another instance\n",
+                headers={"Retry-After": "1"},
+            )
+
+        offered = _offered_subprotocols(request)
+        credentials = extract_credentials(offered, request.headers, request.query)
+        identity = self._identify(route, credentials)
+        if isinstance(identity, AuthError):
+            return await self._refuse_auth(request, route, offered, identity)
+
+        decision = self.decide(route, identity)
+        return await self._serve(request, route, decision, offered)
+
+    def _identify(self, route: Route, credentials: Credentials) -> Identity | AuthError | None:
+        """The verified identity, None for anonymous, or why the route refuses the client."""
+        if credentials.token is None:
+            if route.auth is AuthStyle.NONE or route.anonymous:
+                return None
+            if credentials.source is TokenSource.TICKET:
+                # Only the legacy backend can redeem a ticket; it decides, anonymously routed.
+                return None
+            self.metrics.auth_failures.labels(route.name, "missing").inc()
+            return AuthError("missing")
+        try:
+            return self.verifier.verify(credentials.token)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(route.name, exc.reason).inc()
+            if route.auth is AuthStyle.NONE:
+                return None  # the route never authenticated; a bad token is just anonymous
+            return exc
+
+    def decide(self, route: Route, identity: Identity | None) -> Decision:
+        """This connection's mode, from the flags in force now."""
+        decision = evaluate(self.flags.current, route.name, identity.user_id if identity else None)
+        self.metrics.flag_evaluations.labels(
+            decision.flag or "none", decision.mode.value, decision.reason.value
+        ).inc()
+        return decision
+
+    async def _refuse_auth(
+        self, request: web.Request, route: Route, offered: list[str], error: AuthError
+    ) -> web.StreamResponse:
+        """Refuse in the route's legacy style, so existing clients see what they always saw."""
+        self.metrics.handshake_refusals.labels(route.name, "auth_failed").inc()
+        log.info("refused route=%s reason=%s", route.name, error.reason)
+        if route.auth is AuthStyle.REFUSE_HANDSHAKE:
+            raise web.HTTPForbidden(
+                text=json.dumps({"error": "authentication failed", "code": "AUTH_FAILED"}),
+                content_type="application/json",
+            )
+        chosen = choose_subprotocol(offered)
+        if offered and chosen is None:
+            raise web.HTTPBadRequest(text="unsupported subprotocol\n")
+        ws: web.WebSocketResponse[Any] = web.WebSocketResponse(
+            protocols=(chosen,) if chosen else (), autoclose=False, compress=False
+        )
+        await ws.prepare(request)
+        try:
+            if route.auth is AuthStyle.ACCEPT_THEN_FRAME:
+                await ws.send_str(
+                    json.dumps(
+                        {
+                            "type": "error_message",
+                            "error_code": "AUTH_FAILED",
+                            "error_message": f"Authentication failed: {error.reason}",
+                            "details": {},
+                            "timestamp": time.time(),
+                        }
+                    )
+                )
+            await ws.close(code=1008, message=b"Authentication failed")
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            pass
+        self.metrics.connections.labels(route.name, "legacy", "auth_failed").inc()
+        return ws
+
+    async def _serve(
+        self, request: web.Request, route: Route, decision: Decision, offered: list[str]
+    ) -> web.StreamResponse:
+        backend_name = PRIMARY[decision.mode]
+        if decision.mode in (Mode.SHADOW, Mode.LIVE):
+            self._say_no_secondary_once(route, decision.mode)
+        backend = self.config.backend(backend_name)
+        url = self._upstream_url(backend_name, request)
+        started = time.perf_counter()
+        try:
+            upstream_ws = await upstream.connect(
+                self.sessions[backend_name],
+                url,
+                protocols=offered,
+                headers=self._upstream_headers(request, route),
+                timeout=backend.connect_timeout,
+                max_message_bytes=self.config.relay.max_message_bytes,
+            )
+        except upstream.UpstreamRefused as refusal:
+            self.metrics.upstream_connect_failures.labels(backend_name, "status").inc()
+            self.metrics.handshake_refusals.labels(route.name, "upstream_refused").inc()
+            return web.Response(status=refusal.status, body=refusal.body, headers=refusal.headers)
+        except upstream.UpstreamUnavailable as exc:
+            self.metrics.upstream_connect_failures.labels(backend_name, exc.reason).inc()
+            self.metrics.handshake_refusals.labels(route.name, "upstream_unavailable").inc()
+            log.warning("backend %s unavailable for route %s: %s", backend_name, route.name, exc)
+            status = 504 if exc.reason == "handshake_timeout" else 502
+            return web.Response(status=status, text=f"backend {backend_name} unavailable\n")
+        self.metrics.upstream_connect_seconds.labels(backend_name).observe(
+            time.perf_counter() - started
+        )
+
+        client_ws: web.WebSocketResponse[Any] = web.WebSocketResponse(
+            protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (),
+            autoclose=False,
+            autoping=True,
+            compress=False,
+            max_msg_size=self.config.relay.max_message_bytes,
+            decode_text=False,
+            timeout=self.config.relay.close_timeout,
+        )
+        try:
+            await client_ws.prepare(request)
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
+            return client_ws
+
+        conn = Connection(route, decision.mode, client_ws, upstream_ws)
+        self.connections.add(conn)
+        self.idle.clear()
+        m = self.metrics
+        m.connections_open.labels(route.name, decision.mode.value).inc()
+        outcome_label = "client_gone"
+        try:
+            outcome = await relay(
+                client_ws,
+                upstream_ws,
+                inbound=Meters(
+                    m.messages.labels(route.name, backend_name, "client_to_backend"),
+                    m.bytes.labels(route.name, backend_name, "client_to_backend"),
+                ),
+                outbound=Meters(
+                    m.messages.labels(route.name, backend_name, "backend_to_client"),
+                    m.bytes.labels(route.name, backend_name, "backend_to_client"),
+                ),
+            )
+            outcome_label = "shutdown" if conn.shutting_down else outcome.label
+        finally:
+            self.connections.discard(conn)
+            if not self.connections:
+                self.idle.set()
+            m.connections_open.labels(route.name, decision.mode.value).dec()
+            m.connections.labels(route.name, decision.mode.value, outcome_label).inc()
+            if not upstream_ws.closed:
+                await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
+        return client_ws
+
+    def _say_no_secondary_once(self, route: Route, mode: Mode) -> None:
+        if (route.name, mode) not in self._said_no_secondary:
+            self._said_no_secondary.add((route.name, mode))
+            log.warning(
+                "route %s: mode %s is served by its primary alone; the compared "
+                "secondary is not available in this version",
+                route.name,
+                mode.value,
+            )
+
+    def _upstream_url(self, backend_name: str, request: web.Request) -> str:
+        if backend_name == "legacy":
+            # The legacy backend keeps every route's own path and query.
+            return self.config.legacy.url + request.raw_path
+        query = request.query_string
+        return self.config.unified.url + (f"?{query}" if query else "")
+
+    def _upstream_headers(self, request: web.Request, route: Route) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name in FORWARDED_HEADERS:
+            for value in request.headers.getall(name, ()):
+                headers.add(name, value)
+        headers.update(passthrough.forwarded_for(request))
+        headers[ROUTE_HEADER] = route.name
+        return headers
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new handshakes, wait up to `grace` s for open ones, close the rest 1001."""
+        self.draining = True
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), grace)
+        remaining = list(self.connections)
+        for conn in remaining:
+            conn.shutting_down = True
+        await asyncio.gather(
+            *(
+                close_both(c.client, c.backend, CLOSE_GOING_AWAY, "server shutting down")
+                for c in remaining
+            )
+        )
+        # Let the relays count how their connections ended before the loop stops.
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), 1.0)
+
+
+def _is_upgrade(request: web.Request) -> bool:
+    return (
+        request.method == hdrs.METH_GET
+        and request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+        and "upgrade" in request.headers.get(hdrs.CONNECTION, "").lower()
+    )
+
+
+def _offered_subprotocols(request: web.Request) -> list[str]:
+    offered: list[str] = []
+    for value in request.headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL, ()):
+        offered.extend(p.strip() for p in value.split(",") if p.strip())
+    return offered
+
+
+def build_app(proxy: Proxy) -> web.Application:
+    """The client-facing application: every path goes through `Proxy.handle`."""
+    app = web.Application(client_max_size=proxy.config.relay.max_message_bytes)
+    app[PROXY_KEY] = proxy
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+
+    async def on_startup(_: web.Application) -> None:
+        await proxy.start()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await proxy.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app

@@ -1,0 +1,141 @@
+"""The `strangler` command: run the proxy, the embedded demo, or the demo client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from flags.load import FlagFileError
+from proxy import __version__
+from proxy.config import ConfigError, load_config
+
+EXIT_CONFIG = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # A client offer the serving backend declined is mirrored on purpose (the client
+    # sees what the backend said); aiohttp would warn about it on every handshake.
+    logging.getLogger("aiohttp.websocket").addFilter(
+        lambda record: "overlap server-known" not in record.getMessage()
+    )
+
+
+def _run_loop(main: asyncio.Future[None] | object) -> None:
+    if sys.platform == "linux":
+        try:
+            import uvloop
+
+            uvloop.run(main)  # type: ignore[arg-type]
+            return
+        except ImportError:
+            pass
+    asyncio.run(main)  # type: ignore[arg-type]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from proxy.server import serve_forever
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"strangler: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        _run_loop(serve_forever(config))
+    except FlagFileError as exc:
+        print(f"strangler: flag file error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"strangler: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from flags.load import load_flags
+
+    try:
+        config = load_config(args.config)
+        flagset = load_flags(config.flags.file, known_routes=config.route_names)
+    except (ConfigError, FlagFileError) as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(
+        f"ok: {len(config.routes)} routes, {len(flagset.flags)} flags "
+        f"(flags hash {flagset.digest[:12]})"
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from demo.embedded import run_demo
+
+    _run_loop(run_demo(workdir=args.workdir, tour=not args.no_tour, exit_after_tour=args.exit))
+    return 0
+
+
+def _cmd_client(args: argparse.Namespace) -> int:
+    from proxy.client import run_client
+
+    secret = args.secret or os.environ.get(
+        "STRANGLER_JWT_SECRET", "demo-secret-change-me-before-production-use"
+    )
+    return asyncio.run(
+        run_client(
+            url=args.url,
+            user=args.user,
+            text=args.text,
+            secret=secret,
+            timeout=args.timeout,
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="strangler", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"strangler {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("STRANGLER_LOG_LEVEL", "info"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the proxy")
+    run.add_argument("--config", "-c", default="strangler.yaml")
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check-config", help="validate strangler.yaml and its flag file")
+    check.add_argument("--config", "-c", default="strangler.yaml")
+    check.set_defaults(func=_cmd_check_config)
+
+    demo = sub.add_parser("demo", help="proxy + reference backends + a guided tour")
+    demo.add_argument("--workdir", default=".demo", help="where the demo's editable files go")
+    demo.add_argument("--no-tour", action="store_true", help="skip the scripted clients")
+    demo.add_argument("--exit", action="store_true", help="stop after the tour")
+    demo.set_defaults(func=_cmd_demo)
+
+    client = sub.add_parser("client", help="connect as a demo user and print the events")
+    client.add_argument("text", nargs="?", default="Optimize my costs")
+    client.add_argument("--user", required=True)
+    client.add_argument("--url", default="ws://127.0.0.1:8080/ws")
+    client.add_argument("--secret", default=None, help="HS256 secret (default: the demo's)")
+    client.add_argument("--timeout", type=float, default=10.0)
+    client.set_defaults(func=_cmd_client)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Running the proxy: listeners, the flag watcher, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from flags.watch import FlagWatcher, ReloadResult
+
+from proxy.admin import build_admin_app
+from proxy.app import Proxy, build_app
+from proxy.config import Address, Config
+from proxy.metrics import Metrics
+
+log = logging.getLogger("strangler.server")
+
+
+@dataclass
+class Running:
+    """A started proxy: its bound ports and the means to stop it."""
+
+    proxy: Proxy
+    port: int
+    admin_port: int
+    stop: Callable[[], Awaitable[None]]
+
+
+def _listening_socket(address: Address) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address.host, address.port))
+    sock.setblocking(False)
+    return sock
+
+
+def make_flag_watcher(config: Config, metrics: Metrics) -> FlagWatcher:
+    """The flag watcher, reporting every reload to the metrics and the log."""
+
+    watcher: FlagWatcher
+
+    def on_result(result: ReloadResult) -> None:
+        metrics.flag_reloads.labels(result.outcome).inc()
+        if result.outcome == "applied":
+            metrics.set_active_flags(result.flagset.digest, watcher.loaded_at or 0.0)
+            log.info("flags applied hash=%s", result.flagset.digest[:12])
+        elif result.outcome == "rejected":
+            log.warning(
+                "flags rejected, keeping hash=%s: %s", watcher.current.digest[:12], result.error
+            )
+
+    watcher = FlagWatcher(
+        config.flags.file,
+        known_routes=config.route_names,
+        interval=config.flags.poll_interval,
+        on_result=on_result,
+    )
+    return watcher
+
+
+async def start(config: Config, metrics: Metrics | None = None) -> Running:
+    """Load the flags, bind both listeners and start serving. Raises FlagFileError."""
+    metrics = metrics or Metrics()
+    watcher = make_flag_watcher(config, metrics)
+    flagset = watcher.load_initial()
+    metrics.set_active_flags(flagset.digest, watcher.loaded_at or 0.0)
+    metrics.flag_reloads.labels("applied").inc()
+    proxy = Proxy(config, watcher, metrics)
+
+    # Open connections are drained by Proxy.drain before cleanup, so aiohttp's own
+    # shutdown wait only has to cover plain HTTP requests still in flight.
+    runner = web.AppRunner(
+        build_app(proxy), handle_signals=False, access_log=None, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    sock = _listening_socket(config.listen)
+    await web.SockSite(runner, sock).start()
+    admin_runner = web.AppRunner(
+        build_admin_app(proxy), handle_signals=False, access_log=None, shutdown_timeout=1.0
+    )
+    await admin_runner.setup()
+    admin_sock = _listening_socket(config.admin_listen)
+    await web.SockSite(admin_runner, admin_sock).start()
+    poller = asyncio.create_task(watcher.run(), name="strangler-flags-poller")
+
+    stopped = False
+
+    async def stop() -> None:
+        nonlocal stopped
+        if stopped:
+            return
+        stopped = True
+        log.info(
+            "draining: %d open connections, grace %.1fs",
+            len(proxy.connections),
+            config.relay.grace_period,
+        )
+        await proxy.drain(config.relay.grace_period)
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        await runner.cleanup()
+        await admin_runner.cleanup()
+        log.info("stopped")
+
+    return Running(proxy, sock.getsockname()[1], admin_sock.getsockname()[1], stop)
+
+
+async def serve_forever(config: Config) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP re-reads the flag file at once."""
+    running = await start(config)
+    log.info(
+        "listening on %s:%d, admin on %s:%d",
+        config.listen.host,
+        running.port,
+        config.admin_listen.host,
+        running.admin_port,
+    )
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
+    loop.add_signal_handler(signal.SIGINT, stop_requested.set)
+    reloads: set[asyncio.Task[ReloadResult]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.create_task(running.proxy.flags.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await stop_requested.wait()
+    await running.stop()
