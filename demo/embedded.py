@@ -1,0 +1,113 @@
+"""`strangler demo`: the proxy and both reference backends in one process, plus a tour.
+
+The tour connects two demo users to the same `/ws` path: the example flags send
+alice to the unified router and bob to legacy, and the metrics show both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from demo.legacy_backend import build_legacy_app
+from demo.settings import BackendSettings
+from demo.unified_backend import build_unified_app
+from proxy.client import run_client
+from proxy.config import load_config
+from proxy.server import start
+
+DEMO_SECRET = "demo-secret-change-me-before-production-use"
+CONFIG_DIR = Path(__file__).with_name("config")
+LEGACY_PORT = 8091
+UNIFIED_PORT = 8092
+
+# The metric families the tour prints, to show both backends at work.
+TOUR_METRICS = (
+    "strangler_connections_total",
+    "strangler_messages_total",
+    "strangler_flag_evaluations_total",
+)
+
+
+def prepare_workdir(workdir: Path) -> Path:
+    """Copy the demo configuration into `workdir`; an edited flags file is kept."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CONFIG_DIR / "strangler.yaml", workdir / "strangler.yaml")
+    flags = workdir / "flags.yaml"
+    if not flags.exists():
+        shutil.copyfile(CONFIG_DIR / "flags.yaml", flags)
+    return workdir / "strangler.yaml"
+
+
+async def _start_backend(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def _print_metrics(admin_port: int) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{admin_port}/metrics") as response,
+    ):
+        text = await response.text()
+    print(f"\n== metrics at http://127.0.0.1:{admin_port}/metrics (excerpt)")
+    for line in text.splitlines():
+        if line.startswith(TOUR_METRICS):
+            print("  " + line)
+
+
+async def run_demo(*, workdir: str, tour: bool, exit_after_tour: bool) -> None:
+    """Start everything, run the tour, then serve until interrupted."""
+    os.environ.setdefault("STRANGLER_JWT_SECRET", DEMO_SECRET)
+    secret = os.environ["STRANGLER_JWT_SECRET"]
+    config_path = prepare_workdir(Path(workdir))
+    config = load_config(config_path)
+    settings = BackendSettings(jwt_secret=secret, event_delay=0.05)
+    backends = [
+        await _start_backend(build_legacy_app(settings), LEGACY_PORT),
+        await _start_backend(build_unified_app(settings), UNIFIED_PORT),
+    ]
+    running = await start(config)
+    url = f"ws://{config.listen.host}:{running.port}/ws"
+    print(
+        f"strangler demo: proxy on {url}, admin on :{running.admin_port}, "
+        f"legacy backend :{LEGACY_PORT}, unified router :{UNIFIED_PORT}"
+    )
+    try:
+        if tour:
+            for user in ("alice", "bob"):
+                print(f"\n== {user} connects to /ws")
+                await run_client(
+                    url=url, user=user, text="Optimize my costs", secret=secret, timeout=10.0
+                )
+            await _print_metrics(running.admin_port)
+        print(
+            "\nNext:\n"
+            f"  strangler client --user carol 'Optimize my costs'   # any user id\n"
+            f"  edit {config.flags.file} (e.g. add bob under targets.unified); "
+            "the next connection follows it\n"
+            f"  curl -s http://127.0.0.1:{running.admin_port}/metrics | grep ^strangler_\n"
+            "  Ctrl-C stops the demo."
+        )
+        sys.stdout.flush()
+        if not exit_after_tour:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        await running.stop()
+        for runner in backends:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
