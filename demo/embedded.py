@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -21,13 +22,12 @@ from demo.legacy_backend import build_legacy_app
 from demo.settings import BackendSettings
 from demo.unified_backend import build_unified_app
 from proxy.client import run_client
-from proxy.config import load_config
+from proxy.config import Address, Config, load_config
 from proxy.server import start
 
 DEMO_SECRET = "demo-secret-change-me-before-production-use"
 CONFIG_DIR = Path(__file__).with_name("config")
-LEGACY_PORT = 8091
-UNIFIED_PORT = 8092
+DEFAULT_BASE_PORT = 8080  # proxy; admin +10, legacy backend +11, unified router +12
 
 # The metric families the tour prints, to show both backends at work.
 TOUR_METRICS = (
@@ -66,22 +66,34 @@ async def _print_metrics(admin_port: int) -> None:
             print("  " + line)
 
 
-async def run_demo(*, workdir: str, tour: bool, exit_after_tour: bool) -> None:
+def with_ports(config: Config, base: int) -> Config:
+    """The demo configuration moved to another block of loopback ports."""
+    return replace(
+        config,
+        listen=Address("127.0.0.1", base),
+        admin_listen=Address("127.0.0.1", base + 10),
+        legacy=replace(config.legacy, url=f"ws://127.0.0.1:{base + 11}"),
+        unified=replace(config.unified, url=f"ws://127.0.0.1:{base + 12}/v1/ws"),
+    )
+
+
+async def run_demo(
+    *, workdir: str, tour: bool, exit_after_tour: bool, base_port: int = DEFAULT_BASE_PORT
+) -> None:
     """Start everything, run the tour, then serve until interrupted."""
     os.environ.setdefault("STRANGLER_JWT_SECRET", DEMO_SECRET)
     secret = os.environ["STRANGLER_JWT_SECRET"]
-    config_path = prepare_workdir(Path(workdir))
-    config = load_config(config_path)
+    config = with_ports(load_config(prepare_workdir(Path(workdir))), base_port)
     settings = BackendSettings(jwt_secret=secret, event_delay=0.05)
     backends = [
-        await _start_backend(build_legacy_app(settings), LEGACY_PORT),
-        await _start_backend(build_unified_app(settings), UNIFIED_PORT),
+        await _start_backend(build_legacy_app(settings), base_port + 11),
+        await _start_backend(build_unified_app(settings), base_port + 12),
     ]
     running = await start(config)
     url = f"ws://{config.listen.host}:{running.port}/ws"
     print(
         f"strangler demo: proxy on {url}, admin on :{running.admin_port}, "
-        f"legacy backend :{LEGACY_PORT}, unified router :{UNIFIED_PORT}"
+        f"legacy backend :{base_port + 11}, unified router :{base_port + 12}"
     )
     try:
         if tour:
@@ -93,7 +105,7 @@ async def run_demo(*, workdir: str, tour: bool, exit_after_tour: bool) -> None:
             await _print_metrics(running.admin_port)
         print(
             "\nNext:\n"
-            f"  strangler client --user carol 'Optimize my costs'   # any user id\n"
+            f"  strangler client --url {url} --user carol 'Optimize my costs'\n"
             f"  edit {config.flags.file} (e.g. add bob under targets.unified); "
             "the next connection follows it\n"
             f"  curl -s http://127.0.0.1:{running.admin_port}/metrics | grep ^strangler_\n"

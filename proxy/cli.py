@@ -79,7 +79,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from demo.embedded import run_demo
 
-    _run_loop(run_demo(workdir=args.workdir, tour=not args.no_tour, exit_after_tour=args.exit))
+    _run_loop(
+        run_demo(
+            workdir=args.workdir,
+            tour=not args.no_tour,
+            exit_after_tour=args.exit,
+            base_port=args.base_port,
+        )
+    )
     return 0
 
 
@@ -118,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default=".demo", help="where the demo's editable files go")
     demo.add_argument("--no-tour", action="store_true", help="skip the scripted clients")
     demo.add_argument("--exit", action="store_true", help="stop after the tour")
+    demo.add_argument(
+        "--base-port",
+        type=int,
+        default=8080,
+        help="proxy port; admin is +10, legacy backend +11, unified router +12",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     client = sub.add_parser("client", help="connect as a demo user and print the events")

@@ -28,7 +28,8 @@ def describe(event: dict[str, Any]) -> str:
     if not isinstance(body, dict):
         body = {}
     detail = (
-        body.get("reasoning")
+        (f"mode={body['mode']}" if kind == "connection_established" and "mode" in body else "")
+        or body.get("reasoning")
         or body.get("tool_name")
         or event.get("tool_name")
         or body.get("final_response")
@@ -57,7 +58,12 @@ async def run_client(*, url: str, user: str, text: str, secret: str, timeout: fl
             print(f"cannot connect to {url}: {exc}", file=sys.stderr)
             return 1
         async with ws:
-            out.write(f"connected to {url} as {user} (subprotocol {ws.protocol!r})\n")
+            protocol = (
+                ws.protocol
+                if not ws.protocol or len(ws.protocol) < 24
+                else ws.protocol[:20] + "..."
+            )
+            out.write(f"connected to {url} as {user} (subprotocol {protocol})\n")
             await ws.send_str(
                 json.dumps(
                     {

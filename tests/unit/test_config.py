@@ -46,7 +46,9 @@ def test_good_config_parses_with_defaults_filled_in() -> None:
     assert config.legacy.url == "ws://127.0.0.1:8091"
     assert config.unified.secure and config.unified.connect_timeout == 5.0
     assert config.flags.file == Path("/etc/strangler/flags.yaml")
-    assert config.jwt.secret == "s3cret-s3cret-s3cret-s3cret-s3cret" and config.jwt.audience == ("netra-platform",)
+    assert config.jwt.secret == "s3cret-s3cret-s3cret-s3cret-s3cret" and config.jwt.audience == (
+        "netra-platform",
+    )
     legacy = next(r for r in config.routes if r.name == "legacy")
     assert legacy.auth is AuthStyle.NONE and legacy.anonymous
     assert config.relay.max_message_bytes == 4 * 1024 * 1024
@@ -63,11 +65,17 @@ def test_good_config_parses_with_defaults_filled_in() -> None:
         (("name: factory", "name: main"), "routes[2].name", "defined twice"),
         (("path: /websocket", "path: /ws"), "routes[3].path", "claimed by two routes"),
         (("path: /websocket", "path: websocket"), "routes[3].path", "start with '/'"),
-        (("path: \"/ws/{user_id}\"", "path: \"/ws/x{user_id}\""), "routes[1].path", "whole segment"),
-        (("flags: {file: flags.yaml}", "flags: {file: flags.yaml, colour: red}"), "flags.colour",
-         "unknown key"),
-        (("jwt: {secret_env: CFG_TEST_SECRET,", "jwt: {algorithms: [none], secret_env: X,"),
-         "jwt.algorithms", "never allowed"),
+        (('path: "/ws/{user_id}"', 'path: "/ws/x{user_id}"'), "routes[1].path", "whole segment"),
+        (
+            ("flags: {file: flags.yaml}", "flags: {file: flags.yaml, colour: red}"),
+            "flags.colour",
+            "unknown key",
+        ),
+        (
+            ("jwt: {secret_env: CFG_TEST_SECRET,", "jwt: {algorithms: [none], secret_env: X,"),
+            "jwt.algorithms",
+            "never allowed",
+        ),
         (("CFG_TEST_SECRET", "CFG_TEST_UNSET"), "jwt.secret_env", "not set"),
     ],
 )
@@ -108,12 +116,21 @@ def test_literal_paths_win_over_patterns_and_trailing_slash_is_the_same_route() 
 
 @pytest.mark.parametrize(
     ("code", "fallback", "expected"),
-    [(1000, 1011, 1000), (4001, 1011, 4001), (3000, 1011, 3000), (1006, 1011, 1011),
-     (1005, 1011, 1000), (1015, 1001, 1001), (None, 1001, 1001), (5000, 1011, 1011),
-     (1004, 1011, 1011)],
+    [
+        (1000, 1011, 1000),
+        (4001, 1011, 4001),
+        (3000, 1011, 3000),
+        (1006, 1011, 1011),
+        (1005, 1011, 1000),
+        (1015, 1001, 1001),
+        (None, 1001, 1001),
+        (5000, 1011, 1011),
+        (1004, 1011, 1011),
+    ],
 )
-def test_reserved_close_codes_never_go_on_the_wire(code: int | None, fallback: int,
-                                                   expected: int) -> None:
+def test_reserved_close_codes_never_go_on_the_wire(
+    code: int | None, fallback: int, expected: int
+) -> None:
     assert sendable(code, fallback) == expected
 
 
