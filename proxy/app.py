@@ -19,11 +19,11 @@ from typing import Any
 
 import aiohttp
 from aiohttp import hdrs, web
-from flags.watch import FlagWatcher
 from multidict import CIMultiDict
 
 from flags.evaluate import Decision, evaluate
 from flags.model import Mode
+from flags.watch import FlagWatcher
 from proxy import passthrough, upstream
 from proxy.config import AuthStyle, Config, Route
 from proxy.identity import (

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from flags.watch import FlagWatcher, ReloadResult
 
+from flags.watch import FlagWatcher, ReloadResult
 from proxy.admin import build_admin_app
 from proxy.app import Proxy, build_app
 from proxy.config import Address, Config
