@@ -1,0 +1,178 @@
+"""The proxy as a process: signals, graceful shutdown, and a log free of tracebacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.functional.conftest import (
+    ROUTES,
+    SECRET,
+    StartProxy,
+    Upstream,
+    free_port,
+    token,
+    wait_for,
+)
+
+FLAGS = "flags:\n  unified_router:\n    routes: [main]\n    targets: {unified: [alice]}\n"
+
+
+class ProxyProcess:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, admin: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.admin = admin
+
+    async def metric_lines(self) -> list[str]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://127.0.0.1:{self.admin}/metrics") as r,
+        ):
+            return (await r.text()).splitlines()
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[tuple[Upstream, Upstream]]:
+    legacy, unified = Upstream("legacy"), Upstream("unified")
+    await legacy.start()
+    await unified.start()
+    yield legacy, unified
+    await legacy.stop()
+    await unified.stop()
+
+
+async def spawn(tmp_path: Path, legacy: Upstream, unified: Upstream) -> ProxyProcess:
+    port, admin = free_port(), free_port()
+    (tmp_path / "flags.yaml").write_text(FLAGS)
+    (tmp_path / "strangler.yaml").write_text(
+        f"""
+listen: 127.0.0.1:{port}
+admin_listen: 127.0.0.1:{admin}
+backends:
+  legacy: {{url: "{legacy.url}"}}
+  unified: {{url: "{unified.url}/v1/ws"}}
+{ROUTES}
+flags: {{file: flags.yaml, poll_interval: 60}}
+jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
+relay: {{grace_period: 1.5}}
+"""
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy.cli",
+        "run",
+        "--config",
+        str(tmp_path / "strangler.yaml"),
+        env={**os.environ, "STRANGLER_TEST_SECRET": SECRET},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    p = ProxyProcess(proc, port, admin)
+
+    async def ready() -> bool:
+        try:
+            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{admin}/readyz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(ready, timeout=20)
+    return p
+
+
+async def test_sigterm_refuses_new_handshakes_then_closes_open_ones_with_1001(
+    tmp_path: Path, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    p = await spawn(tmp_path, *upstreams)
+    bob = {"Authorization": f"Bearer {token('bob')}"}
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(f"ws://127.0.0.1:{p.port}/ws", headers=bob)
+        p.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        # Still inside the grace period: the open connection works, new ones get 503.
+        await ws.send_str("who")
+        assert json.loads((await ws.receive()).data) == {"backend": "legacy"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await s.ws_connect(f"ws://127.0.0.1:{p.port}/ws", headers=bob)
+        assert refused.value.status == 503
+        msg = await asyncio.wait_for(ws.receive(), timeout=10)
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1001
+    assert await asyncio.wait_for(p.proc.wait(), timeout=10) == 0
+    stderr = (await p.proc.stderr.read()).decode()  # type: ignore[union-attr]
+    assert "Traceback" not in stderr
+
+
+async def test_sighup_applies_an_edited_flags_file_at_once(
+    tmp_path: Path, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    p = await spawn(tmp_path, *upstreams)  # polling every 60 s: only SIGHUP can do it
+    try:
+        (tmp_path / "flags.yaml").write_text(FLAGS.replace("[alice]", "[alice, bob]"))
+        p.proc.send_signal(signal.SIGHUP)
+
+        async def applied() -> bool:
+            return 'strangler_flag_reloads_total{result="applied"} 2.0' in await p.metric_lines()
+
+        await wait_for(applied)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(
+                f"ws://127.0.0.1:{p.port}/ws", headers={"Authorization": f"Bearer {token('bob')}"}
+            ) as ws,
+        ):
+            await ws.send_str("who")
+            assert json.loads((await ws.receive()).data) == {"backend": "unified"}
+    finally:
+        p.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(p.proc.wait(), timeout=10)
+
+
+async def test_client_vanishing_mid_flood_leaves_no_traceback_in_the_log(
+    start_proxy: StartProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    p = await start_proxy()
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", p.running.port)
+        writer.write(
+            (
+                "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {token('bob')}\r\n\r\n"
+            ).encode()
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        # A masked text frame "flood 2000 4096", then vanish while the backend floods.
+        payload = b"flood 2000 4096"
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        writer.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        await reader.readexactly(4096)
+        writer.transport.abort()
+    await wait_for(lambda: _connections_ended(p, 5))
+    tracebacks = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert tracebacks == []
+
+
+async def _connections_ended(p: object, n: int) -> bool:
+    from tests.functional.conftest import ProxyUnderTest
+
+    assert isinstance(p, ProxyUnderTest)
+    total = sum(
+        v
+        for (name, labels), v in (await p.metrics()).items()
+        if name == "strangler_connections_total"
+    )
+    return total >= n
