@@ -6,9 +6,11 @@ then :class:`demo.session.Session` takes over.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import WSCloseCode, web
 
 from demo import envelopes
@@ -17,6 +19,7 @@ from demo.credentials import find_credential
 from demo.dialects import AUTH_STYLE, GREETING, NESTING, AuthStyle, Dialect
 from demo.jwt_auth import AuthError, verify_jwt
 from demo.session import Session, truncate_reason
+from demo.settings import BackendSettings
 from demo.subprotocols import UnsupportedSubprotocolError, choose_subprotocol, parse_offer
 
 log = logging.getLogger(__name__)
@@ -49,26 +52,54 @@ def refusal(request: web.Request) -> web.Response | None:
     return web.json_response({"error": "refused", "status": status}, status=status)
 
 
-def authenticate(request: web.Request, protocols: list[str]) -> str:
+async def authenticate(request: web.Request, protocols: list[str]) -> str:
     """The verified user id of the handshake's credential; raise AuthError otherwise."""
     credential = find_credential(protocols, request.headers, request.query)
     if credential is None:
         raise AuthError("No authentication token provided")
     if credential.kind == "ticket":
-        # Only the legacy backend issues tickets, so only it can redeem them.
         tickets = request.app.get(TICKETS)
-        user_id = tickets.redeem(credential.value) if tickets is not None else None
+        if tickets is not None:
+            user_id = tickets.redeem(credential.value)
+        else:
+            user_id = await _introspect(request.app[SETTINGS], credential.value)
         if user_id is None:
             raise AuthError("Invalid or expired ticket")
         return user_id
     return verify_jwt(credential.value, request.app[SETTINGS])
 
 
+async def _introspect(settings: BackendSettings, ticket: str) -> str | None:
+    """Ask the ticket issuer who `ticket` stands for (a backend that cannot redeem it)."""
+    if settings.ticket_introspection_url is None:
+        return None
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(settings.ticket_introspection_url, params={"ticket": ticket}) as answer,
+        ):
+            if answer.status != 200:
+                return None
+            body = await answer.json()
+    except (aiohttp.ClientError, ValueError):
+        return None
+    user_id = body.get("user_id") if isinstance(body, dict) else None
+    return str(user_id) if user_id else None
+
+
 async def serve_websocket(
-    request: web.Request, dialect: Dialect, *, mode: str | None = None
+    request: web.Request,
+    dialect: Dialect,
+    *,
+    mode: str | None = None,
+    auth: AuthStyle | None = None,
 ) -> web.StreamResponse:
-    """Run a WebSocket route of ``dialect`` (``mode`` overrides the greeting's mode)."""
+    """Run a WebSocket route of ``dialect`` (``mode`` overrides the greeting's mode,
+    ``auth`` the dialect's auth style)."""
     record_handshake(request)
+    delay = request.app[SETTINGS].handshake_delay
+    if delay > 0:
+        await asyncio.sleep(delay)
     refused = refusal(request)
     if refused is not None:
         return refused
@@ -84,12 +115,12 @@ async def serve_websocket(
 
     # Credentials are checked before accepting on every route: the client cannot tell,
     # and only the failure reporting below differs between the legacy routes.
-    style = AUTH_STYLE[dialect]
+    style = AUTH_STYLE[dialect] if auth is None else auth
     user_id = ANONYMOUS
     failure: AuthError | None = None
     if style is not AuthStyle.NONE:
         try:
-            user_id = authenticate(request, offered)
+            user_id = await authenticate(request, offered)
         except AuthError as err:
             failure = err
     if failure is not None and style is AuthStyle.REFUSE_HANDSHAKE:

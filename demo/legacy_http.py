@@ -34,6 +34,7 @@ def add_legacy_http_routes(app: web.Application) -> None:
     app.router.add_get("/ws/isolated/config", config)
     app.router.add_post("/api/v1/websocket", api_post)
     app.router.add_post("/api/websocket/ticket", issue_ticket)
+    app.router.add_get("/api/websocket/ticket/introspect", introspect_ticket)
     app.router.add_route("*", "/__echo", echo)
 
 
@@ -97,6 +98,14 @@ async def api_post(request: web.Request) -> web.Response:
     except ValueError:
         return json_answer(request, {"error": "invalid_json"}, status=400)
     return json_answer(request, {"status": "received", "received": body})
+
+
+async def introspect_ticket(request: web.Request) -> web.Response:
+    """Who a ticket stands for, without redeeming it (for proxies that route by user)."""
+    user_id = request.app[TICKETS].peek(request.query.get("ticket", ""))
+    if user_id is None:
+        return web.json_response({"active": False}, status=404)
+    return web.json_response({"active": True, "user_id": user_id})
 
 
 async def issue_ticket(request: web.Request) -> web.Response:

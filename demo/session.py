@@ -172,6 +172,8 @@ class Session:
             vary=self._settings.vary,
             rng=self._rng,
         )
+        # A regression on purpose (shadow tests, demos): leave some event types out.
+        items = [item for item in items if item["type"] not in self._settings.omit_events]
         for index, item in enumerate(items):
             if index and self._settings.event_delay > 0:
                 await asyncio.sleep(self._settings.event_delay)

@@ -17,6 +17,13 @@ class BackendSettings:
     unified_path: str = "/v1/ws"
     vary: bool = False
     server_id: str = ""
+    # Where a backend that cannot redeem tickets itself asks who a ticket stands for
+    # (the unified router; the legacy backend issues and redeems its own).
+    ticket_introspection_url: str | None = None
+    # Event types a turn leaves out: a deliberate regression for comparisons to find.
+    omit_events: tuple[str, ...] = ()
+    # Seconds to wait before answering a handshake: a slow secondary for shadow tests.
+    handshake_delay: float = 0.0
 
     def server_id_or(self, default: str) -> str:
         """The configured instance identity, or the backend's own name."""

@@ -46,6 +46,13 @@ class TicketStore:
             return None
         return entry.user_id
 
+    def peek(self, ticket: str) -> str | None:
+        """The ticket's user id without consuming it (introspection); None if not valid."""
+        entry = self._entries.get(ticket)
+        if entry is None or entry.expires_at < self._clock():
+            return None
+        return entry.user_id
+
     def _forget_expired(self) -> None:
         # Issuing is rare, so sweeping here keeps the store bounded without a timer task.
         now = self._clock()

@@ -8,7 +8,7 @@ from typing import Final
 from aiohttp import web
 
 from demo.app_state import init_backend_state
-from demo.dialects import Dialect
+from demo.dialects import AuthStyle, Dialect
 from demo.handshake import json_answer, serve_websocket
 from demo.settings import BackendSettings
 
@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 ROUTE_HEADER: Final = "X-Strangler-Route"
 SHADOW_HEADER: Final = "X-Strangler-Shadow"
+# Set by the proxy for routes whose legacy code never authenticated (/websocket, /ws/test).
+AUTH_HEADER: Final = "X-Strangler-Auth"
 # Routes whose name the greeting may report as data.mode; anything else reads "main".
 GREETING_MODES: Final = frozenset({"main", "factory", "isolated"})
 
@@ -33,7 +35,8 @@ async def _unified_route(request: web.Request) -> web.StreamResponse:
     route = request.headers.get(ROUTE_HEADER, "")
     log.debug("unified handshake route=%r shadow=%r", route, request.headers.get(SHADOW_HEADER))
     mode = route if route in GREETING_MODES else "main"
-    return await serve_websocket(request, Dialect.MAIN, mode=mode)
+    auth = AuthStyle.NONE if request.headers.get(AUTH_HEADER) == "none" else None
+    return await serve_websocket(request, Dialect.MAIN, mode=mode, auth=auth)
 
 
 async def _health(request: web.Request) -> web.Response:

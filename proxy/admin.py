@@ -1,11 +1,17 @@
-"""The admin port: /metrics for Prometheus, /healthz and /readyz for orchestrators."""
+"""The admin port: /metrics for Prometheus, /healthz and /readyz for orchestrators,
+/shadow for the compared secondary (state, recent mismatches, the global switch)."""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import asdict
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.app import Proxy
+
+log = logging.getLogger("strangler.admin")
 
 
 def build_admin_app(proxy: Proxy) -> web.Application:
@@ -31,7 +37,29 @@ def build_admin_app(proxy: Proxy) -> web.Application:
         }
         return web.json_response(body, status=503 if proxy.draining else 200)
 
+    async def shadow_state(_: web.Request) -> web.Response:
+        hub = proxy.shadow
+        return web.json_response(
+            {
+                "enabled": hub.enabled,
+                "secondary_connections": hub.active,
+                "max_secondary_connections": hub.settings.max_secondary_connections,
+                "recent_mismatches": [asdict(sample) for sample in reversed(hub.samples)],
+            }
+        )
+
+    async def shadow_switch(request: web.Request) -> web.Response:
+        # The global switch: off, new shadow/live connections run without a secondary.
+        value = request.query.get("enabled", "").lower()
+        if value not in ("true", "false"):
+            raise web.HTTPBadRequest(text="enabled must be true or false\n")
+        proxy.shadow.enabled = value == "true"
+        log.warning("shadow switch set to %s", value)
+        return await shadow_state(request)
+
     app = web.Application()
+    app.router.add_get("/shadow", shadow_state)
+    app.router.add_post("/shadow", shadow_switch)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

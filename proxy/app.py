@@ -14,7 +14,8 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -24,20 +25,25 @@ from multidict import CIMultiDict
 from flags.evaluate import Decision, evaluate
 from flags.model import Mode
 from flags.watch import FlagWatcher
+from legacy_adapters.base import Context
+from legacy_adapters.registry import adapter, connection_mode, needs_translation, select_dialect
+from legacy_adapters.translate import Translator
 from proxy import passthrough, upstream
-from proxy.config import AuthStyle, Config, Route
+from proxy.compare import Side
+from proxy.config import DIALECT_AUTH, AuthStyle, Config, Route
 from proxy.identity import (
     AuthError,
     Credentials,
     Identity,
     JwtVerifier,
-    TokenSource,
     choose_subprotocol,
     extract_credentials,
 )
 from proxy.metrics import Metrics
-from proxy.relay import CLOSE_GOING_AWAY, Meters, close_both, relay
+from proxy.relay import CLOSE_GOING_AWAY, IDENTITY, Filters, Meters, close_both, relay
 from proxy.routes import RouteTable
+from proxy.shadow import ShadowHub, Tee
+from proxy.tickets import TicketResolver
 
 log = logging.getLogger("strangler.proxy")
 
@@ -45,8 +51,10 @@ log = logging.getLogger("strangler.proxy")
 FORWARDED_HEADERS = ("Authorization", "Cookie", "Origin", "User-Agent", "Accept-Language")
 
 ROUTE_HEADER = "X-Strangler-Route"
+# Tells the unified router a route never authenticated (docs/PROTOCOL.md).
+AUTH_HEADER = "X-Strangler-Auth"
 
-# The mode's primary backend. Shadow and live add a compared secondary (not yet here).
+# The mode's primary backend: the one that answers the client.
 PRIMARY = {
     Mode.LEGACY: "legacy",
     Mode.SHADOW: "legacy",
@@ -77,15 +85,23 @@ class Proxy:
     metrics: Metrics
     verifier: JwtVerifier = field(init=False)
     routes: RouteTable = field(init=False)
+    tickets: TicketResolver | None = field(init=False)
     connections: set[Connection] = field(default_factory=set)
     sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
-    _said_no_secondary: set[tuple[str, Mode]] = field(default_factory=set)
+    shadow: ShadowHub = field(init=False)
 
     def __post_init__(self) -> None:
         self.verifier = JwtVerifier(self.config.jwt)
         self.routes = RouteTable(self.config.routes)
+        self.shadow = ShadowHub(self.config.shadow, self.metrics)
+        t = self.config.tickets
+        self.tickets = (
+            TicketResolver(t.introspection_url, ttl=t.cache_ttl, timeout=t.timeout)
+            if t.introspection_url
+            else None
+        )
 
     async def start(self) -> None:
         for backend in (self.config.legacy, self.config.unified):
@@ -93,6 +109,7 @@ class Proxy:
         self.sessions["http"] = passthrough.new_session()
 
     async def stop(self) -> None:
+        await self.shadow.stop()
         await asyncio.gather(*(s.close() for s in self.sessions.values()))
         self.sessions.clear()
 
@@ -115,21 +132,32 @@ class Proxy:
             )
 
         offered = _offered_subprotocols(request)
+        dialect = select_dialect(
+            route.dialect, request.query.get("mode"), request.headers.get("User-Agent")
+        )
+        style = route.auth if dialect == route.dialect else DIALECT_AUTH[dialect]
         credentials = extract_credentials(offered, request.headers, request.query)
-        identity = self._identify(route, credentials)
+        identity = await self._identify(route, style, credentials)
         if isinstance(identity, AuthError):
-            return await self._refuse_auth(request, route, offered, identity)
+            return await self._refuse_auth(request, route, style, offered, identity)
 
         decision = self.decide(route, identity)
-        return await self._serve(request, route, decision, offered)
+        user_id = identity.user_id if identity else None
+        return await self._serve(request, route, dialect, style, user_id, decision, offered)
 
-    def _identify(self, route: Route, credentials: Credentials) -> Identity | AuthError | None:
+    async def _identify(
+        self, route: Route, style: AuthStyle, credentials: Credentials
+    ) -> Identity | AuthError | None:
         """The verified identity, None for anonymous, or why the route refuses the client."""
         if credentials.token is None:
-            if route.auth is AuthStyle.NONE or route.anonymous:
-                return None
-            if credentials.source is TokenSource.TICKET:
-                # Only the legacy backend can redeem a ticket; it decides, anonymously routed.
+            if credentials.ticket is not None and style is not AuthStyle.NONE:
+                # Only the issuer redeems a ticket; the backend decides. Introspection,
+                # when configured, lets the flags route the user it stands for.
+                if self.tickets is None:
+                    return None
+                user_id = await self.tickets.user_id(self.sessions["http"], credentials.ticket)
+                return Identity(user_id, {}) if user_id else None
+            if style is AuthStyle.NONE or route.anonymous:
                 return None
             self.metrics.auth_failures.labels(route.name, "missing").inc()
             return AuthError("missing")
@@ -137,7 +165,7 @@ class Proxy:
             return self.verifier.verify(credentials.token)
         except AuthError as exc:
             self.metrics.auth_failures.labels(route.name, exc.reason).inc()
-            if route.auth is AuthStyle.NONE:
+            if style is AuthStyle.NONE:
                 return None  # the route never authenticated; a bad token is just anonymous
             return exc
 
@@ -150,14 +178,22 @@ class Proxy:
         return decision
 
     async def _refuse_auth(
-        self, request: web.Request, route: Route, offered: list[str], error: AuthError
+        self,
+        request: web.Request,
+        route: Route,
+        style: AuthStyle,
+        offered: list[str],
+        error: AuthError,
     ) -> web.StreamResponse:
         """Refuse in the route's legacy style, so existing clients see what they always saw."""
         self.metrics.handshake_refusals.labels(route.name, "auth_failed").inc()
         log.info("refused route=%s reason=%s", route.name, error.reason)
-        if route.auth is AuthStyle.REFUSE_HANDSHAKE:
+        if style is AuthStyle.REFUSE_HANDSHAKE:
+            # The factory route's own refusal body, so scripts that read it still can.
             raise web.HTTPForbidden(
-                text=json.dumps({"error": "authentication failed", "code": "AUTH_FAILED"}),
+                text=json.dumps(
+                    {"error": "authentication_failed", "message": _AUTH_MESSAGES[error.reason]}
+                ),
                 content_type="application/json",
             )
         chosen = choose_subprotocol(offered)
@@ -168,13 +204,13 @@ class Proxy:
         )
         await ws.prepare(request)
         try:
-            if route.auth is AuthStyle.ACCEPT_THEN_FRAME:
+            if style is AuthStyle.ACCEPT_THEN_FRAME:
                 await ws.send_str(
                     json.dumps(
                         {
                             "type": "error_message",
                             "error_code": "AUTH_FAILED",
-                            "error_message": f"Authentication failed: {error.reason}",
+                            "error_message": _AUTH_MESSAGES[error.reason],
                             "details": {},
                             "timestamp": time.time(),
                         }
@@ -187,11 +223,16 @@ class Proxy:
         return ws
 
     async def _serve(
-        self, request: web.Request, route: Route, decision: Decision, offered: list[str]
+        self,
+        request: web.Request,
+        route: Route,
+        dialect: str,
+        style: AuthStyle,
+        user_id: str | None,
+        decision: Decision,
+        offered: list[str],
     ) -> web.StreamResponse:
         backend_name = PRIMARY[decision.mode]
-        if decision.mode in (Mode.SHADOW, Mode.LIVE):
-            self._say_no_secondary_once(route, decision.mode)
         backend = self.config.backend(backend_name)
         url = self._upstream_url(backend_name, request)
         started = time.perf_counter()
@@ -200,7 +241,7 @@ class Proxy:
                 self.sessions[backend_name],
                 url,
                 protocols=offered,
-                headers=self._upstream_headers(request, route),
+                headers=self._upstream_headers(request, route, style),
                 timeout=backend.connect_timeout,
                 max_message_bytes=self.config.relay.max_message_bytes,
             )
@@ -233,6 +274,19 @@ class Proxy:
             await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
             return client_ws
 
+        # The unified router speaks canonical; a client of another dialect needs its
+        # frames translated, on the primary path or for the shadow copy.
+        translator = (
+            Translator(adapter(dialect), Context(route.name, user_id, connection_mode(dialect)))
+            if needs_translation(dialect, "unified")
+            else None
+        )
+        filters = IDENTITY
+        if translator is not None and backend_name == "unified":
+            filters = Filters(inbound=translator.client_frame, outbound=translator.backend_frame)
+        tee = self._start_tee(request, route, dialect, style, decision.mode, offered, translator)
+        if tee is not None:
+            filters = replace(filters, inbound_tap=tee.client_tap, outbound_tap=tee.primary_tap)
         conn = Connection(route, decision.mode, client_ws, upstream_ws)
         self.connections.add(conn)
         self.idle.clear()
@@ -251,6 +305,7 @@ class Proxy:
                     m.messages.labels(route.name, backend_name, "backend_to_client"),
                     m.bytes.labels(route.name, backend_name, "backend_to_client"),
                 ),
+                filters=filters,
             )
             outcome_label = "shutdown" if conn.shutting_down else outcome.label
         finally:
@@ -259,19 +314,48 @@ class Proxy:
                 self.idle.set()
             m.connections_open.labels(route.name, decision.mode.value).dec()
             m.connections.labels(route.name, decision.mode.value, outcome_label).inc()
+            if tee is not None:
+                tee.primary_closed()
             if not upstream_ws.closed:
                 await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
         return client_ws
 
-    def _say_no_secondary_once(self, route: Route, mode: Mode) -> None:
-        if (route.name, mode) not in self._said_no_secondary:
-            self._said_no_secondary.add((route.name, mode))
-            log.warning(
-                "route %s: mode %s is served by its primary alone; the compared "
-                "secondary is not available in this version",
-                route.name,
-                mode.value,
-            )
+    def _start_tee(
+        self,
+        request: web.Request,
+        route: Route,
+        dialect: str,
+        style: AuthStyle,
+        mode: Mode,
+        offered: list[str],
+        translator: Translator | None,
+    ) -> Tee | None:
+        """In shadow and live modes, the compared secondary; None when not admitted."""
+        if mode not in (Mode.SHADOW, Mode.LIVE) or not self.shadow.admit(route.name):
+            return None
+        secondary = "unified" if mode is Mode.SHADOW else "legacy"
+        to_secondary = None
+        if secondary == "unified" and translator is not None:
+            to_secondary = _peer_frames(translator)
+        tee = Tee(
+            self.shadow,
+            route=route.name,
+            mode=mode.value,
+            dialect=dialect,
+            primary=Side.LEGACY if mode is Mode.SHADOW else Side.UNIFIED,
+            client_to_secondary=to_secondary,
+        )
+        backend = self.config.backend(secondary)
+        tee.start(
+            self.sessions[secondary],
+            self._upstream_url(secondary, request),
+            protocols=offered,
+            headers=self._upstream_headers(request, route, style),
+            timeout=backend.connect_timeout,
+            max_message_bytes=self.config.relay.max_message_bytes,
+            backend=secondary,
+        )
+        return tee
 
     def _upstream_url(self, backend_name: str, request: web.Request) -> str:
         if backend_name == "legacy":
@@ -280,13 +364,17 @@ class Proxy:
         query = request.query_string
         return self.config.unified.url + (f"?{query}" if query else "")
 
-    def _upstream_headers(self, request: web.Request, route: Route) -> CIMultiDict[str]:
+    def _upstream_headers(
+        self, request: web.Request, route: Route, style: AuthStyle
+    ) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict()
         for name in FORWARDED_HEADERS:
             for value in request.headers.getall(name, ()):
                 headers.add(name, value)
         headers.update(passthrough.forwarded_for(request))
         headers[ROUTE_HEADER] = route.name
+        if style is AuthStyle.NONE:
+            headers[AUTH_HEADER] = "none"
         return headers
 
     # -- shutdown ---------------------------------------------------------------------
@@ -310,6 +398,31 @@ class Proxy:
         if self.connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.idle.wait(), 1.0)
+
+
+# What the legacy code said for each failure (free text, read by people, not parsed).
+_AUTH_MESSAGES: dict[str, str] = {
+    "missing": "No authentication token provided",
+    "expired": "Token has expired",
+    "not_yet_valid": "Token is not yet valid",
+    "bad_signature": "Invalid token signature",
+    "bad_issuer": "Invalid token issuer",
+    "bad_audience": "Invalid token audience",
+    "bad_algorithm": "Invalid token algorithm",
+    "missing_claim": "Token is missing a required claim",
+    "too_large": "Token is too large",
+    "malformed": "Malformed token",
+    "invalid": "Invalid token",
+}
+
+
+def _peer_frames(translator: Translator) -> Callable[[bytes], tuple[str, ...]]:
+    """The canonical frames a client frame becomes (an unparseable one becomes none)."""
+
+    def frames(data: bytes) -> tuple[str, ...]:
+        return translator.client_frame(data).to_peer
+
+    return frames
 
 
 def _is_upgrade(request: web.Request) -> bool:

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from proxy.compare import CompareSettings
 from proxy.identity import JwtSettings
 
 
@@ -62,6 +63,17 @@ class AuthStyle(StrEnum):
 
 
 DIALECTS = frozenset({"main", "main_payload", "flat", "factory", "isolated", "legacy"})
+
+# How each dialect's legacy code refused a client: used when `?mode=` on /ws selects a
+# dialect other than the route's own, since the legacy backend then refused that way.
+DIALECT_AUTH = {
+    "main": AuthStyle.ACCEPT_THEN_FRAME,
+    "main_payload": AuthStyle.ACCEPT_THEN_FRAME,
+    "flat": AuthStyle.ACCEPT_THEN_FRAME,
+    "factory": AuthStyle.REFUSE_HANDSHAKE,
+    "isolated": AuthStyle.ACCEPT_THEN_CLOSE,
+    "legacy": AuthStyle.NONE,
+}
 
 # The legacy HTTP endpoints that sit beside the sockets (LEGACY_SURFACE.md).
 DEFAULT_HTTP_PASSTHROUGH = (
@@ -132,6 +144,26 @@ class RelaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TicketSettings:
+    """Where to ask who a `?ticket=` stands for; None: ticket users are anonymous."""
+
+    introspection_url: str | None = None
+    cache_ttl: float = 30.0
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSettings:
+    """The compared secondary of `shadow` and `live` connections."""
+
+    enabled: bool = True  # the global switch (also flipped at runtime on the admin port)
+    max_secondary_connections: int = 1000
+    queue_frames: int = 256  # per connection; overflow drops secondary data, counted
+    mismatch_samples: int = 100  # recent non-matching turns kept for the admin port
+    compare: CompareSettings = field(default_factory=CompareSettings)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     listen: Address
@@ -143,6 +175,8 @@ class Config:
     jwt: JwtSettings
     relay: RelaySettings
     http_passthrough: tuple[str, ...] = field(default=DEFAULT_HTTP_PASSTHROUGH)
+    tickets: TicketSettings = field(default_factory=TicketSettings)
+    shadow: ShadowSettings = field(default_factory=ShadowSettings)
 
     @property
     def route_names(self) -> frozenset[str]:
@@ -361,6 +395,8 @@ def parse_config(text: str, source: str) -> Config:
             "jwt",
             "relay",
             "http_passthrough",
+            "tickets",
+            "shadow",
         }
     )
     base = Path(source).resolve().parent
@@ -395,7 +431,38 @@ def parse_config(text: str, source: str) -> Config:
             close_timeout=relay.positive("close_timeout", DEFAULT_CLOSE_TIMEOUT),
         ),
         http_passthrough=tuple(passthrough),
+        tickets=_tickets(r),
+        shadow=_shadow(r),
     )
+
+
+def _shadow(r: _Reader) -> ShadowSettings:
+    sh = r.sub("shadow")
+    sh.only({"enabled", "max_secondary_connections", "queue_frames", "mismatch_samples", "compare"})
+    counts = {}
+    for key, default in (
+        ("max_secondary_connections", 1000),
+        ("queue_frames", 256),
+        ("mismatch_samples", 100),
+    ):
+        value = sh.get(key, int, default)
+        if value < 1:
+            raise sh.fail(key, "must be at least 1")
+        counts[key] = value
+    try:
+        compare = CompareSettings.from_mapping(sh.get("compare", dict, {}))
+    except ValueError as exc:
+        raise sh.fail("compare", str(exc)) from None
+    return ShadowSettings(enabled=sh.get("enabled", bool, True), compare=compare, **counts)
+
+
+def _tickets(r: _Reader) -> TicketSettings:
+    t = r.sub("tickets")
+    t.only({"introspection_url", "cache_ttl", "timeout"})
+    url = t.get("introspection_url", str)
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise t.fail("introspection_url", f"must be an http:// or https:// URL, got {url!r}")
+    return TicketSettings(url, t.positive("cache_ttl", 30.0), t.positive("timeout", 2.0))
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -46,6 +46,16 @@ REFUSALS = (
     "shutting_down",
 )
 
+# Why a shadow/live connection ran without its secondary.
+SECONDARY_SKIPS = ("switched_off", "at_capacity")
+
+# How a secondary connection failed (its client never notices).
+SECONDARY_FAILURES = ("refused", "unavailable", "died", "protocol_error")
+
+# The bounded queues whose overflow drops secondary data.
+SECONDARY_QUEUES = ("to_secondary", "compare")
+
+_TURN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -135,6 +145,57 @@ class Metrics:
             "strangler_http_passthrough_requests",
             "Plain HTTP requests forwarded to the legacy backend, by status class.",
             ["status_class"],
+            registry=r,
+        )
+        # -- shadow and live: the compared secondary -----------------------------------
+        self.secondary_open = Gauge(
+            "strangler_secondary_connections_open",
+            "Compared secondary connections open now.",
+            ["route", "backend"],
+            registry=r,
+        )
+        self.secondary_skipped = Counter(
+            "strangler_secondary_skipped",
+            "Connections in shadow or live mode served without a secondary, by reason.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.secondary_failures = Counter(
+            "strangler_secondary_failures",
+            "Secondary connections that failed, by reason.",
+            ["route", "backend", "reason"],
+            registry=r,
+        )
+        self.secondary_dropped = Counter(
+            "strangler_secondary_dropped_frames",
+            "Frames dropped because a bounded secondary or comparison queue was full.",
+            ["route", "queue"],
+            registry=r,
+        )
+        self.comparisons = Counter(
+            "strangler_comparisons",
+            "Turn verdicts of the comparator, by outcome.",
+            ["route", "mode", "outcome"],
+            registry=r,
+        )
+        self.mismatches = Counter(
+            "strangler_mismatches",
+            "Differences found in mismatched turns, by category.",
+            ["route", "mode", "category"],
+            registry=r,
+        )
+        self.turn_seconds = Histogram(
+            "strangler_turn_duration_seconds",
+            "Seconds from a client request to the turn's last event, per backend.",
+            ["route", "backend", "role"],
+            buckets=_TURN_BUCKETS,
+            registry=r,
+        )
+        self.first_event_seconds = Histogram(
+            "strangler_turn_first_event_seconds",
+            "Seconds from a client request to the turn's first event, per backend.",
+            ["route", "backend", "role"],
+            buckets=_TURN_BUCKETS,
             registry=r,
         )
         self._active_hash: str | None = None

@@ -23,13 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from prometheus_client import Counter
+
+if TYPE_CHECKING:
+    from legacy_adapters.translate import Translated
 
 log = logging.getLogger("strangler.relay")
 
@@ -103,37 +107,87 @@ def clip_reason(reason: bytes | str) -> bytes:
     return data[:_MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
 
 
-async def pump(src: Socket, dst: Socket, side: Side, meters: Meters) -> End:
-    """Copy messages from `src` to `dst` until `src` ends; report how it ended."""
+# A frame filter: one text frame in, frames for the peer and for the sender out.
+Translate = Callable[[bytes], "Translated"]
+# A non-blocking observer of every data frame a pump moves (the shadow tee).
+Tap = Callable[[bytes, WSMsgType], None]
+
+_SEND_FAILURES = (ConnectionError, aiohttp.ClientConnectionResetError, RuntimeError)
+
+
+def _ending(side: Side, msg: aiohttp.WSMessage) -> End:
+    """How a non-data message ends a pump."""
+    kind = msg.type
+    if kind is WSMsgType.CLOSE:
+        return End(side, EndKind.CLOSED, msg.data, clip_reason(msg.extra or b""))
+    if kind is WSMsgType.CLOSING:
+        # Our own close() on this socket, from the other pump: it owns the ending.
+        return End(side, EndKind.STOPPED)
+    if kind is WSMsgType.ERROR:
+        code = getattr(msg.data, "code", None)
+        if code == CLOSE_TOO_BIG:
+            return End(side, EndKind.TOO_BIG, CLOSE_TOO_BIG)
+        if code is not None and code != 1006:
+            return End(side, EndKind.PROTOCOL_ERROR, code)
+    return End(side, EndKind.GONE)  # CLOSED, or an error without a code: no close frame
+
+
+async def pump(
+    src: Socket,
+    dst: Socket,
+    side: Side,
+    meters: Meters,
+    *,
+    translate: Translate | None = None,
+    tap: Tap | None = None,
+) -> End:
+    """Copy messages from `src` to `dst` until `src` ends; report how it ended.
+
+    Without a filter or a tap this is the identity path: each frame is forwarded with
+    its opcode and never looked into.
+    """
+    if translate is None and tap is None:
+        return await _pump_identity(src, dst, side, meters)
     count = meters.messages.inc
     size = meters.bytes.inc
     while True:
         msg = await src.receive()
         kind = msg.type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            data = msg.data
-            try:
+        if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
+            return _ending(side, msg)
+        data: bytes = msg.data
+        count()
+        size(len(data))
+        if tap is not None:
+            tap(data, kind)
+        try:
+            if translate is None or kind is WSMsgType.BINARY:
                 await dst.send_frame(data, kind)
-            except (ConnectionError, aiohttp.ClientConnectionResetError, RuntimeError):
-                # The destination vanished mid-send; its own pump reports how.
-                return End(side, EndKind.STOPPED)
-            count()
-            size(len(data))
-        elif kind is WSMsgType.CLOSE:
-            return End(side, EndKind.CLOSED, msg.data, clip_reason(msg.extra or b""))
-        elif kind is WSMsgType.CLOSING:
-            # Our own close() on this socket, from the other pump: it owns the ending.
-            return End(side, EndKind.STOPPED)
-        elif kind is WSMsgType.ERROR:
-            error = msg.data
-            code = getattr(error, "code", None)
-            if code == CLOSE_TOO_BIG:
-                return End(side, EndKind.TOO_BIG, CLOSE_TOO_BIG)
-            if code is not None and code != 1006:
-                return End(side, EndKind.PROTOCOL_ERROR, code)
-            return End(side, EndKind.GONE)
-        else:  # CLOSED: the transport ended without a close frame
-            return End(side, EndKind.GONE)
+                continue
+            result = translate(data)
+            for frame in result.to_peer:
+                await dst.send_frame(frame.encode(), WSMsgType.TEXT)
+            for frame in result.to_sender:
+                await src.send_frame(frame.encode(), WSMsgType.TEXT)
+        except _SEND_FAILURES:
+            return End(side, EndKind.STOPPED)  # a peer vanished mid-send; its pump says how
+
+
+async def _pump_identity(src: Socket, dst: Socket, side: Side, meters: Meters) -> End:
+    count = meters.messages.inc
+    size = meters.bytes.inc
+    while True:
+        msg = await src.receive()
+        kind = msg.type
+        if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
+            return _ending(side, msg)
+        data = msg.data
+        try:
+            await dst.send_frame(data, kind)
+        except _SEND_FAILURES:
+            return End(side, EndKind.STOPPED)  # the destination vanished mid-send
+        count()
+        size(len(data))
 
 
 async def _close(ws: Socket, code: int, reason: bytes) -> None:
@@ -146,18 +200,50 @@ def _other(side: Side) -> Side:
     return Side.BACKEND if side is Side.CLIENT else Side.CLIENT
 
 
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a connection does to its frames besides moving them (nothing, by default)."""
+
+    inbound: Translate | None = None  # client frame -> backend frames
+    outbound: Translate | None = None  # backend frame -> client frames
+    inbound_tap: Tap | None = None
+    outbound_tap: Tap | None = None
+
+
+IDENTITY = Filters()
+
+
 async def relay(
     client: web.WebSocketResponse[Any],
     backend: aiohttp.ClientWebSocketResponse[Any],
     *,
     inbound: Meters,
     outbound: Meters,
+    filters: Filters = IDENTITY,
 ) -> Outcome:
     """Pump both directions until one side ends, then end the other side to match."""
     sockets: dict[Side, Socket] = {Side.CLIENT: client, Side.BACKEND: backend}
     pumps = {
-        asyncio.create_task(pump(client, backend, Side.CLIENT, inbound)),
-        asyncio.create_task(pump(backend, client, Side.BACKEND, outbound)),
+        asyncio.create_task(
+            pump(
+                client,
+                backend,
+                Side.CLIENT,
+                inbound,
+                translate=filters.inbound,
+                tap=filters.inbound_tap,
+            )
+        ),
+        asyncio.create_task(
+            pump(
+                backend,
+                client,
+                Side.BACKEND,
+                outbound,
+                translate=filters.outbound,
+                tap=filters.outbound_tap,
+            )
+        ),
     }
     try:
         done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)

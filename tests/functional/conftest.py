@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from demo.settings import BackendSettings
 from proxy.config import load_config
 from proxy.identity import mint_token
 from proxy.server import Running, start
@@ -226,3 +227,110 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.
     async with asyncio.timeout(timeout):
         while not await predicate():  # noqa: ASYNC110 - polling a remote view
             await asyncio.sleep(0.02)
+
+
+# -- stacks of the real reference backends -------------------------------------------
+
+DEMO_ROUTES = """
+routes:
+  - {name: main, path: /ws, dialect: main, auth: accept_then_frame}
+  - {name: api, path: /api/v1/websocket, dialect: main, auth: accept_then_frame}
+  - {name: main_user, path: "/ws/{user_id}", dialect: main_payload, auth: accept_then_frame}
+  - {name: main_v1, path: "/ws/v1/{user_id}", dialect: main_payload, auth: accept_then_frame}
+  - {name: factory, path: /ws/factory, dialect: factory, auth: refuse_handshake}
+  - {name: isolated, path: /ws/isolated, dialect: isolated, auth: accept_then_close}
+  - {name: legacy, path: /websocket, dialect: legacy, auth: none}
+  - {name: legacy_test, path: /ws/test, dialect: legacy, auth: none}
+"""
+ALL_ROUTES = "[main, api, main_user, main_v1, factory, isolated, legacy, legacy_test]"
+
+
+@dataclass
+class Stack:
+    """Reference backends on loopback and proxies in front of them."""
+
+    tmp: Path
+    legacy_port: int = 0
+    unified_port: int = 0
+    legacy_app: web.Application | None = None
+    unified_app: web.Application | None = None
+    runners: list[web.AppRunner] = field(default_factory=list)
+    proxies: list[Running] = field(default_factory=list)
+
+    async def backends(
+        self,
+        legacy: BackendSettings | None = None,
+        unified: BackendSettings | None = None,
+    ) -> None:
+        from demo.legacy_backend import build_legacy_app
+        from demo.unified_backend import build_unified_app
+
+        self.legacy_port, self.unified_port = free_port(), free_port()
+        ticket_url = f"http://127.0.0.1:{self.legacy_port}/api/websocket/ticket/introspect"
+        self.legacy_app = build_legacy_app(legacy or BackendSettings(jwt_secret=SECRET))
+        self.unified_app = build_unified_app(
+            unified or BackendSettings(jwt_secret=SECRET, ticket_introspection_url=ticket_url)
+        )
+        for app, port in (
+            (self.legacy_app, self.legacy_port),
+            (self.unified_app, self.unified_port),
+        ):
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            self.runners.append(runner)
+
+    async def proxy(
+        self, flags: str, *, extra: str = "", unified_url: str | None = None, name: str = "p"
+    ) -> Running:
+        d = self.tmp / name
+        d.mkdir()
+        (d / "flags.yaml").write_text(flags)
+        ticket_url = f"http://127.0.0.1:{self.legacy_port}/api/websocket/ticket/introspect"
+        unified_url = unified_url or f"ws://127.0.0.1:{self.unified_port}/v1/ws"
+        (d / "strangler.yaml").write_text(
+            f"""
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+backends:
+  legacy: {{url: "ws://127.0.0.1:{self.legacy_port}", connect_timeout: 2}}
+  unified: {{url: "{unified_url}", connect_timeout: 1}}
+{DEMO_ROUTES}
+flags: {{file: flags.yaml, poll_interval: 0.05}}
+jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
+tickets: {{introspection_url: "{ticket_url}"}}
+{extra}
+"""
+        )
+        running = await start(load_config(d / "strangler.yaml"))
+        self.proxies.append(running)
+        return running
+
+    async def close(self) -> None:
+        for p in self.proxies:
+            await p.stop()
+        for r in self.runners:
+            await r.cleanup()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
+    monkeypatch.setenv("STRANGLER_TEST_SECRET", SECRET)
+    s = Stack(tmp_path)
+    yield s
+    await s.close()
+
+
+async def scrape(admin_port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Samples from a proxy's /metrics, keyed by name and sorted labels."""
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{admin_port}/metrics") as r:
+        text = await r.text()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+async def metric(admin_port: int, name: str, **labels: str) -> float:
+    return (await scrape(admin_port)).get((name, tuple(sorted(labels.items()))), 0.0)

@@ -1,0 +1,20 @@
+"""The ``isolated`` dialect: ``/ws/isolated``, or ``/ws`` picked by ``?mode=`` or User-Agent.
+
+The main generation's envelope (events under ``data``); the greeting reports
+``data.mode: "isolated"`` and connection ids read ``isolated_<hex>``, heartbeats included.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from legacy_adapters.base import Adapter
+from legacy_adapters.nesting import DataNestingAdapter
+
+NAME: Final = "isolated"
+MODE: Final = "isolated"
+ID_PREFIX: Final = "isolated_"
+# Turn-event fields this dialect cannot carry: none, its events are canonical.
+DROPPED_FIELDS: Final[frozenset[str]] = frozenset()
+
+ADAPTER: Final[Adapter] = DataNestingAdapter(NAME, id_prefix=ID_PREFIX)

@@ -1,0 +1,75 @@
+"""The ``legacy`` dialect: ``/websocket`` and ``/ws/test`` (and ``/ws?mode=legacy``).
+
+The older compatibility routes: the ``system_message`` greeting, flat critical events,
+flat errors (``{"type": "error", "error": "invalid_json", "message": ...}``); pong,
+heartbeat and ack keep the ``data`` shape.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from legacy_adapters.base import Adapter, Context
+from legacy_adapters.canonical import TURN_EVENTS, Message, canonical_client
+from legacy_adapters.nesting import (
+    FLAT_RESERVED_DATA_KEYS,
+    data_to_flat,
+    error_from_flat,
+    error_to_flat,
+    flat_error,
+    flat_to_data,
+    from_system_message,
+    heartbeat_for,
+    to_system_message,
+)
+
+NAME: Final = "legacy"
+MODE: Final = "legacy"
+# Turn-event fields this dialect cannot carry. Top-level tool_name and results are
+# mirrors of data.tool_name and data.result, so they come back from the flat fields.
+DROPPED_FIELDS: Final = frozenset({"user_id"})
+# Data keys lost in flattening: they collide with the envelope, which wins.
+RESERVED_DATA_KEYS: Final = FLAT_RESERVED_DATA_KEYS
+
+
+class LegacyAdapter:
+    """Canonical events as the compatibility routes sent them."""
+
+    __slots__ = ()
+    name = NAME
+
+    def client_to_canonical(self, msg: Message) -> Message:
+        """A client message as a canonical client message."""
+        return canonical_client(msg)
+
+    def event_from_canonical(self, event: Message, ctx: Context) -> Message:
+        """Turn events flattened, errors flat, the greeting as a ``system_message``."""
+        kind = event.get("type")
+        if isinstance(kind, str) and kind in TURN_EVENTS:
+            data = event.get("data")
+            return data_to_flat(event, data) if isinstance(data, dict) else event
+        if kind == "connection_established":
+            return to_system_message(event, ctx)
+        if kind == "heartbeat":
+            return heartbeat_for(event, ctx, None)
+        if kind == "error":
+            return error_to_flat(event)
+        return event
+
+    def event_to_canonical(self, frame: Message) -> Message:
+        """Flat events, flat errors and the greeting back in canonical form."""
+        if frame.get("critical") is True:
+            return flat_to_data(frame)
+        kind = frame.get("type")
+        if kind == "system_message":
+            return from_system_message(frame, MODE)
+        if kind == "error":
+            return error_from_flat(frame)
+        return frame
+
+    def invalid_frame_reply(self, problem: str) -> Message | None:
+        """The flat ``invalid_json`` error."""
+        return flat_error(problem)
+
+
+ADAPTER: Final[Adapter] = LegacyAdapter()
