@@ -244,9 +244,10 @@ class Tee:
             elif msg.type is WSMsgType.BINARY:
                 continue
             else:
-                if not self._primary_closed.is_set():
-                    reason = "protocol_error" if msg.type is WSMsgType.ERROR else "died"
-                    self._secondary_failed(backend, reason)
+                # The tee closes its secondary only after this task is cancelled, so any
+                # end seen here is the secondary's own doing.
+                reason = "protocol_error" if msg.type is WSMsgType.ERROR else "died"
+                self._secondary_failed(backend, reason)
                 return
 
     async def _compare_loop(self) -> None:

@@ -82,7 +82,11 @@ def test_user_message_aliases_with_payload(alias: str) -> None:
 
 
 def test_execute_agent_is_start_agent() -> None:
-    payload = {"user_request": "Optimize my costs", "thread_id": None, "context": {}}
+    payload: dict[str, Any] = {
+        "user_request": "Optimize my costs",
+        "thread_id": None,
+        "context": {},
+    }
     assert canonical_client({"type": "execute_agent", "payload": payload}) == {
         "type": "start_agent",
         "payload": payload,

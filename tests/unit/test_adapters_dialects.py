@@ -267,17 +267,14 @@ def test_module_constants(dialect: str) -> None:
     assert dialect == module.NAME
     assert module.ADAPTER.name == dialect
     assert isinstance(module.DROPPED_FIELDS, frozenset)
-    assert (
-        {
-            "main": "main",
-            "main_payload": "main",
-            "flat": "main",
-            "factory": "factory",
-            "isolated": "isolated",
-            "legacy": "legacy",
-        }[dialect]
-        == module.MODE
-    )
+    assert {
+        "main": "main",
+        "main_payload": "main",
+        "flat": "main",
+        "factory": "factory",
+        "isolated": "isolated",
+        "legacy": "legacy",
+    }[dialect] == module.MODE
 
 
 # -- turn events ------------------------------------------------------------------------
@@ -467,7 +464,7 @@ def test_system_message_fallbacks(dialect_name: str) -> None:
     adapter = adapter_of(dialect_name)
     anonymous = Context(route="legacy", user_id=None, mode="legacy")
     for bad_clock in (None, float("nan"), float("inf"), -1.0, 1e300, True, "soon"):
-        greeting = {"type": "connection_established", "data": {}, "timestamp": bad_clock}
+        greeting: Message = {"type": "connection_established", "data": {}, "timestamp": bad_clock}
         rendered = adapter.event_from_canonical(greeting, anonymous)
         data = rendered["data"]
         assert data["user_id"] == "anonymous"
