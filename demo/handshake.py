@@ -100,6 +100,9 @@ async def serve_websocket(
     delay = request.app[SETTINGS].handshake_delay
     if delay > 0:
         await asyncio.sleep(delay)
+    settings = request.app[SETTINGS]
+    if settings.divergence == "refuse" and not settings.divergence_keyword:
+        return web.json_response({"error": "unavailable"}, status=503)
     refused = refusal(request)
     if refused is not None:
         return refused
@@ -173,6 +176,7 @@ async def _serve_accepted(
         user_id=user_id,
         connection_id=connection_id,
         settings=request.app[SETTINGS],
+        transport=request.transport,
     )
     first = envelopes.greeting(
         GREETING[dialect],

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from demo import envelopes
 from demo.dialects import Nesting
+from demo.divergence import Divergence, diverge
 from demo.script import TURN_TYPES, canonical_type, golden_turn, request_text
 from demo.settings import BackendSettings
 
@@ -65,8 +66,10 @@ class Session:
         user_id: str,
         connection_id: str,
         settings: BackendSettings,
+        transport: asyncio.BaseTransport | None = None,
     ) -> None:
         self._ws = ws
+        self._transport = transport  # only to drop the connection abruptly (CRASH)
         self._nesting = nesting
         self._user_id = user_id
         self._connection_id = connection_id
@@ -174,12 +177,31 @@ class Session:
         )
         # A regression on purpose (shadow tests, demos): leave some event types out.
         items = [item for item in items if item["type"] not in self._settings.omit_events]
+        divergence = self._divergence(request_text(message))
+        if divergence is not None:
+            items = diverge(items, divergence)
+        if divergence is Divergence.FLOOD:
+            for _ in range(5000):
+                if not await self.send_json(envelopes.heartbeat("flood")):
+                    return
         for index, item in enumerate(items):
             if index and self._settings.event_delay > 0:
                 await asyncio.sleep(self._settings.event_delay)
+            if divergence is Divergence.HANG and index == 1:
+                return  # agent_started went out; nothing else ever will
+            if divergence is Divergence.CRASH and index == 2:
+                if isinstance(self._transport, asyncio.Transport):
+                    self._transport.abort()  # gone without a close frame
+                return
             frame = envelopes.turn_event(self._nesting, item, user_id=self._user_id)
             if not await self.send_json(frame):
                 return
+
+    def _divergence(self, text: str) -> Divergence | None:
+        kind = self._settings.divergence
+        if kind is None or self._settings.divergence_keyword not in text:
+            return None
+        return Divergence(kind)
 
     async def _close_on_request(self, payload: Mapping[str, Any]) -> None:
         code = payload.get("code", 1000)

@@ -24,6 +24,10 @@ class BackendSettings:
     omit_events: tuple[str, ...] = ()
     # Seconds to wait before answering a handshake: a slow secondary for shadow tests.
     handshake_delay: float = 0.0
+    # A deliberate difference (demo.divergence.Divergence value) for turns whose request
+    # text contains `divergence_keyword` (every turn when the keyword is empty).
+    divergence: str | None = None
+    divergence_keyword: str = ""
 
     def server_id_or(self, default: str) -> str:
         """The configured instance identity, or the backend's own name."""

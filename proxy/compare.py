@@ -257,6 +257,9 @@ class Verdict:
     unified_first_event: float | None
     dropped: bool
     """Secondary data was lost for this turn (queue overflow); the outcome is SHADOW_ERROR."""
+    legacy_events: tuple[Mapping[str, Any], ...] = ()
+    """The turn's events on each side, kept only when the outcome is not MATCH."""
+    unified_events: tuple[Mapping[str, Any], ...] = ()
 
 
 # -- pure comparison ------------------------------------------------------------------
@@ -703,4 +706,7 @@ class Comparator:
             legacy_first_event=_since(legacy.first, turn.start),
             unified_first_event=_since(unified.first, turn.start),
             dropped=turn.dropped,
+            # Transcripts explain a non-match; a match needs none, so none are kept.
+            legacy_events=() if outcome is Outcome.MATCH else tuple(legacy.events),
+            unified_events=() if outcome is Outcome.MATCH else tuple(unified.events),
         )

@@ -161,6 +161,10 @@ class ShadowSettings:
     queue_frames: int = 256  # per connection; overflow drops secondary data, counted
     mismatch_samples: int = 100  # recent non-matching turns kept for the admin port
     compare: CompareSettings = field(default_factory=CompareSettings)
+    redact: tuple[str, ...] = ()  # dotted event paths blanked in stored transcripts
+    mismatch_log: Path | None = None  # JSONL file of non-matching turns, rotated
+    mismatch_log_max_bytes: int = 10 * 1024 * 1024
+    mismatch_log_backups: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,13 +436,23 @@ def parse_config(text: str, source: str) -> Config:
         ),
         http_passthrough=tuple(passthrough),
         tickets=_tickets(r),
-        shadow=_shadow(r),
+        shadow=_shadow(r, base),
     )
 
 
-def _shadow(r: _Reader) -> ShadowSettings:
+def _shadow(r: _Reader, base: Path) -> ShadowSettings:
     sh = r.sub("shadow")
-    sh.only({"enabled", "max_secondary_connections", "queue_frames", "mismatch_samples", "compare"})
+    sh.only(
+        {
+            "enabled",
+            "max_secondary_connections",
+            "queue_frames",
+            "mismatch_samples",
+            "compare",
+            "redact",
+            "mismatch_log",
+        }
+    )
     counts = {}
     for key, default in (
         ("max_secondary_connections", 1000),
@@ -453,7 +467,21 @@ def _shadow(r: _Reader) -> ShadowSettings:
         compare = CompareSettings.from_mapping(sh.get("compare", dict, {}))
     except ValueError as exc:
         raise sh.fail("compare", str(exc)) from None
-    return ShadowSettings(enabled=sh.get("enabled", bool, True), compare=compare, **counts)
+    redact = sh.get("redact", list, [])
+    if not all(isinstance(p, str) and p for p in redact):
+        raise sh.fail("redact", "must be a list of dotted event paths like data.parameters.query")
+    log = sh.sub("mismatch_log")
+    log.only({"path", "max_bytes", "backups"})
+    log_path = log.get("path", str)
+    return ShadowSettings(
+        enabled=sh.get("enabled", bool, True),
+        compare=compare,
+        redact=tuple(redact),
+        mismatch_log=base / log_path if log_path else None,
+        mismatch_log_max_bytes=log.get("max_bytes", int, 10 * 1024 * 1024),
+        mismatch_log_backups=log.get("backups", int, 3),
+        **counts,
+    )
 
 
 def _tickets(r: _Reader) -> TicketSettings:

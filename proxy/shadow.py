@@ -15,10 +15,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import logging.handlers
+import queue
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,6 +34,7 @@ from proxy import upstream
 from proxy.compare import Comparator, Outcome, Side, Verdict
 from proxy.config import ShadowSettings
 from proxy.metrics import Metrics
+from proxy.redact import redact
 
 log = logging.getLogger("strangler.shadow")
 
@@ -49,6 +53,8 @@ class MismatchSample:
     request_type: str
     outcome: str
     differences: tuple[tuple[str, str], ...]
+    legacy: tuple[Any, ...]  # the turn's events on each side, redacted
+    unified: tuple[Any, ...]
 
 
 @dataclass(eq=False)
@@ -62,9 +68,40 @@ class ShadowHub:
     samples: deque[MismatchSample] = field(default_factory=deque)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
+    _log: logging.Logger | None = None
+    _listener: logging.handlers.QueueListener | None = None
+    _handler: logging.Handler | None = None
+
     def __post_init__(self) -> None:
         self.enabled = self.settings.enabled
         self.samples = deque(maxlen=self.settings.mismatch_samples)
+        if self.settings.mismatch_log is not None:
+            self._open_log(self.settings.mismatch_log)
+
+    def _open_log(self, path: Path) -> None:
+        # The file is written by a listener thread, so a slow disk never stalls the loop.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            path,
+            maxBytes=self.settings.mismatch_log_max_bytes,
+            backupCount=self.settings.mismatch_log_backups,
+            encoding="utf-8",
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._handler = handler
+        self._listener = logging.handlers.QueueListener(records, handler)
+        self._listener.start()
+        self._log = logging.getLogger(f"strangler.mismatches.{id(self)}")
+        self._log.propagate = False
+        self._log.setLevel(logging.INFO)
+        self._log.addHandler(logging.handlers.QueueHandler(records))
+
+    def record(self, sample: MismatchSample) -> None:
+        """Keep a non-matching turn for the admin port and the JSONL file."""
+        self.samples.append(sample)
+        if self._log is not None:
+            self._log.info(json.dumps(asdict(sample), default=str, ensure_ascii=False))
 
     def admit(self, route: str) -> bool:
         """Whether one more secondary may open now; counts why not."""
@@ -85,6 +122,12 @@ class ShadowHub:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.stop()  # writes what is queued, then returns
+            self._listener = None
+        if self._handler is not None:
+            self._handler.close()
+            self._handler = None
 
 
 # Items of the comparison queue: who sent it, the raw frame, when it passed.
@@ -306,7 +349,8 @@ class Tee:
                 if first is not None:
                     m.first_event_seconds.labels(self.route, side.value, role).observe(first)
             if v.outcome is not Outcome.MATCH:
-                self.hub.samples.append(
+                paths = self.hub.settings.redact
+                self.hub.record(
                     MismatchSample(
                         at=time.time(),
                         route=self.route,
@@ -315,6 +359,8 @@ class Tee:
                         request_type=v.request_type,
                         outcome=v.outcome.value,
                         differences=tuple((d.category.value, d.detail) for d in v.differences),
+                        legacy=tuple(redact(e, paths) for e in v.legacy_events),
+                        unified=tuple(redact(e, paths) for e in v.unified_events),
                     )
                 )
                 log.info(

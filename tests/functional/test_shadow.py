@@ -14,7 +14,16 @@ import pytest
 from demo.app_state import RECEIVED_HANDSHAKES
 from demo.settings import BackendSettings
 from proxy.server import Running
-from tests.functional.conftest import SECRET, Stack, free_port, metric, token, wait_for
+from tests.functional.conftest import (
+    ALL_ROUTES,
+    SECRET,
+    Stack,
+    free_port,
+    metric,
+    scrape,
+    token,
+    wait_for,
+)
 
 FLAGS = """
 flags:
@@ -352,3 +361,129 @@ async def test_secondary_is_closed_when_the_client_leaves(stack: Stack, mode_use
 
 async def _at_least(p: Running, outcome: str, n: int) -> bool:
     return await verdicts(p, outcome) >= n
+
+
+@pytest.mark.parametrize(
+    ("divergence", "outcome", "category"),
+    [
+        ("drop_event", "mismatch", "missing_event"),
+        ("reorder", "mismatch", "order"),
+        ("other_tool", "mismatch", "tool_set"),
+        ("tool_args", "mismatch", "tool_args"),
+        ("final_status", "mismatch", "final_status"),
+        ("hang", "shadow_timeout", None),
+        ("crash", "shadow_error", None),
+        ("refuse", "shadow_error", None),
+        ("flood", "shadow_error", None),
+    ],
+)
+async def test_each_divergence_of_the_unified_router_is_found(
+    stack: Stack, divergence: str, outcome: str, category: str | None
+) -> None:
+    slow_legacy = BackendSettings(jwt_secret=SECRET, event_delay=0.05)
+    await stack.backends(
+        legacy=slow_legacy, unified=BackendSettings(jwt_secret=SECRET, divergence=divergence)
+    )
+    p = await stack.proxy(FLAGS, extra=SHADOW_FAST)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(
+            f"ws://127.0.0.1:{p.port}/ws", headers={"Authorization": f"Bearer {token('sam')}"}
+        ) as ws,
+    ):
+        await ws.receive()
+        for _ in range(2):  # the connection stays open and a second turn works too
+            await ws.send_str(START)
+            types = []
+            async with asyncio.timeout(10):
+                while not types or types[-1] != "agent_completed":
+                    types.append(json.loads((await ws.receive()).data)["type"])
+            assert types[0] == "agent_started"  # the client's own turn is complete
+        await settled(p, outcome)
+    if category is not None:
+        assert (
+            await metric(
+                p.admin_port,
+                "strangler_mismatches_total",
+                route="main",
+                mode="shadow",
+                category=category,
+            )
+            >= 1
+        )
+    assert await verdicts(p, "match") == 0
+
+
+@pytest.mark.parametrize("mode", ["shadow", "live"])
+async def test_every_route_matches_in_shadow_and_live_with_identical_backends(
+    stack: Stack, mode: str
+) -> None:
+    from tests.functional.test_contract import usual_clients
+
+    await stack.backends()
+    p = await stack.proxy(
+        f"flags:\n  everyone:\n    routes: {ALL_ROUTES}\n    default: {mode}\n"
+        f"    anonymous: {mode}\n",
+        extra=SHADOW_FAST,
+    )
+    clients = usual_clients("route-user")
+    async with aiohttp.ClientSession() as s:
+        for client in clients.values():
+            params = {client.query_token: token("route-user")} if client.query_token else {}
+            async with s.ws_connect(
+                f"ws://127.0.0.1:{p.port}{client.path}",
+                protocols=client.protocols,
+                headers=dict(client.headers),
+                params=params,
+            ) as ws:
+                await ws.receive()
+                await ws.send_str(START)
+                async with asyncio.timeout(10):
+                    while json.loads((await ws.receive()).data)["type"] != "agent_completed":
+                        pass
+
+    async def all_matched() -> bool:
+        samples = await scrape(p.admin_port)
+        total = sum(
+            v
+            for (name, labels), v in samples.items()
+            if name == "strangler_comparisons_total" and ("outcome", "match") in labels
+        )
+        return total >= len(clients)
+
+    await wait_for(all_matched, timeout=15)
+    samples = await scrape(p.admin_port)
+    assert not [
+        labels
+        for (name, labels), v in samples.items()
+        if name == "strangler_comparisons_total" and ("outcome", "match") not in labels and v
+    ]
+
+
+async def test_mismatch_transcripts_are_redacted_and_appended_to_a_rotated_jsonl_file(
+    stack: Stack,
+) -> None:
+    await stack.backends(unified=BackendSettings(jwt_secret=SECRET, divergence="tool_args"))
+    log_path = stack.tmp / "mismatches.jsonl"
+    p = await stack.proxy(
+        FLAGS,
+        extra=SHADOW_FAST + "  redact: [data.parameters.query, data.result.query, results.query]\n"
+        f"  mismatch_log: {{path: {log_path}, max_bytes: 4000, backups: 5}}\n",
+    )
+    for _ in range(4):
+        await one_turn(p, "sam")
+    await wait_for(lambda: _at_least(p, "mismatch", 4), timeout=10)
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{p.admin_port}/shadow") as r:
+        sample = (await r.json())["recent_mismatches"][0]
+    tool_call = next(e for e in sample["unified"] if e["type"] == "tool_executing")
+    assert tool_call["data"]["parameters"] == {"query": "[redacted]", "granularity": "hourly"}
+    assert all(e.get("user_id") in (None, "[redacted]") for e in sample["legacy"])
+    await stack.close()  # stops the proxy, which flushes the file writer
+    stack.proxies.clear()
+    stack.runners.clear()
+    files = sorted(stack.tmp.glob("mismatches.jsonl*"))
+    assert len(files) >= 2  # rotated at 4000 bytes
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert len(lines) == 4
+    assert "sam" not in json.dumps(lines)
+    assert "Optimize my costs" not in json.dumps(lines)

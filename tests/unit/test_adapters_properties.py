@@ -27,7 +27,7 @@ from legacy_adapters.canonical import (
     canonical_client,
     strip_volatile,
 )
-from legacy_adapters.translate import Translator
+from legacy_adapters.translate import Translator, _decode, _encode
 
 Message = dict[str, Any]
 
@@ -267,3 +267,29 @@ def test_round_trip_matches_after_stripping_volatile_fields(dialect: str, event:
     if dialect in ("flat", "legacy") and set(event["data"]) & flat.RESERVED_DATA_KEYS:
         assume(False)  # keys the flat envelope cannot carry: covered above
     assert strip_volatile(back) == strip_volatile(event)
+
+
+# -- the Translator's JSON codec ----------------------------------------------------------
+
+whitespace = st.text(alphabet=" \t\n\r", max_size=3)
+
+
+@given(
+    text=st.text(max_size=40)
+    | st.tuples(whitespace, json_values, whitespace, st.sampled_from(["", "x", "{}", ","])).map(
+        lambda t: t[0] + json.dumps(t[1]) + t[2] + t[3]
+    )
+)
+def test_decode_agrees_with_json_loads(text: str) -> None:
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _decode(text)
+    else:
+        assert _decode(text) == expected
+
+
+@given(value=json_values)
+def test_encode_agrees_with_json_dumps(value: Any) -> None:
+    assert _encode(value) == json.dumps(value, ensure_ascii=False)
