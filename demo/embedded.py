@@ -14,6 +14,7 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -29,9 +30,30 @@ DEMO_SECRET = "demo-secret-change-me-before-production-use"
 CONFIG_DIR = Path(__file__).with_name("config")
 DEFAULT_BASE_PORT = 8080  # proxy; admin +10, legacy backend +11, unified router +12
 
+# Fields that differ on every run, and the instance name each backend signs with.
+VOLATILE = frozenset(
+    {
+        "timestamp",
+        "connection_id",
+        "run_id",
+        "thread_id",
+        "request_id",
+        "message_id",
+        "user_id",
+        "execution_time_ms",
+        "duration",
+        "stats",
+        "attempt",
+        "server_time",
+        "server_id",
+    }
+)
+
 # The metric families the tour prints, to show both backends at work.
 TOUR_METRICS = (
     "strangler_connections_total",
+    "strangler_comparisons_total",
+    "strangler_mismatches_total",
     "strangler_messages_total",
     "strangler_flag_evaluations_total",
 )
@@ -77,6 +99,55 @@ def with_ports(config: Config, base: int) -> Config:
     )
 
 
+async def _tour(url: str, admin_port: int, secret: str) -> None:
+    for user in ("alice", "bob"):
+        print(f"\n== {user} connects to /ws")
+        await run_client(url=url, user=user, text="Optimize my costs", secret=secret, timeout=10.0)
+
+    factory = url.replace("/ws", "/ws/factory")
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for user, backend in (("dana", "unified"), ("erin", "legacy")):
+        print(f"\n== {user} connects to /ws/factory (flags say: {backend})")
+        seen[user] = []
+        await run_client(
+            url=factory,
+            user=user,
+            text="Optimize my costs",
+            secret=secret,
+            timeout=10.0,
+            seen=seen[user],
+        )
+    same = strip_volatile(seen["dana"]) == strip_volatile(seen["erin"])
+    print(f"factory frames from unified and legacy identical apart from volatile fields: {same}")
+
+    print("\n== carol is in shadow: legacy answers, the unified router is compared")
+    for question in ("Optimize my costs", "Why did my GPU costs grow?"):
+        await run_client(url=url, user="carol", text=question, secret=secret, timeout=10.0)
+    await asyncio.sleep(1.0)  # the comparison runs beside the client, on its own time
+    await _print_metrics(admin_port)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{admin_port}/shadow") as response,
+    ):
+        state = await response.json()
+    for sample in state["recent_mismatches"][:3]:
+        found = ", ".join(f"{c} {d}" for c, d in sample["differences"])
+        print(f"  mismatch on route {sample['route']} turn {sample['turn']}: {found}")
+
+
+def strip_volatile(frames: list[dict[str, Any]]) -> list[Any]:
+    """The frames without the fields that differ on every run (LEGACY_SURFACE.md)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in VOLATILE}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return [strip(f) for f in frames]
+
+
 async def run_demo(
     *, workdir: str, tour: bool, exit_after_tour: bool, base_port: int = DEFAULT_BASE_PORT
 ) -> None:
@@ -85,9 +156,12 @@ async def run_demo(
     secret = os.environ["STRANGLER_JWT_SECRET"]
     config = with_ports(load_config(prepare_workdir(Path(workdir))), base_port)
     settings = BackendSettings(jwt_secret=secret, event_delay=0.05)
+    # The demo's unified router has one deliberate regression: asked about GPUs it calls
+    # another tool, so the shadow comparison has something to find.
+    unified = replace(settings, divergence="other_tool", divergence_keyword="GPU")
     backends = [
         await _start_backend(build_legacy_app(settings), base_port + 11),
-        await _start_backend(build_unified_app(settings), base_port + 12),
+        await _start_backend(build_unified_app(unified), base_port + 12),
     ]
     running = await start(config)
     url = f"ws://{config.listen.host}:{running.port}/ws"
@@ -97,12 +171,7 @@ async def run_demo(
     )
     try:
         if tour:
-            for user in ("alice", "bob"):
-                print(f"\n== {user} connects to /ws")
-                await run_client(
-                    url=url, user=user, text="Optimize my costs", secret=secret, timeout=10.0
-                )
-            await _print_metrics(running.admin_port)
+            await _tour(url, running.admin_port, secret)
         print(
             "\nNext:\n"
             f"  strangler client --url {url} --user carol 'Optimize my costs'\n"

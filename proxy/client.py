@@ -40,8 +40,19 @@ def describe(event: dict[str, Any]) -> str:
     return f"{kind:<24} {str(detail)[:70]}"
 
 
-async def run_client(*, url: str, user: str, text: str, secret: str, timeout: float) -> int:
-    """Connect as `user`, run one turn, print each event; exit status 0 on a complete turn."""
+async def run_client(
+    *,
+    url: str,
+    user: str,
+    text: str,
+    secret: str,
+    timeout: float,
+    seen: list[dict[str, Any]] | None = None,
+) -> int:
+    """Connect as `user`, run one turn, print each event; exit status 0 on a complete turn.
+
+    Every frame received is also appended to `seen` when given.
+    """
     token = mint_token(secret, user)
     out = sys.stdout
     async with aiohttp.ClientSession() as session:
@@ -79,6 +90,8 @@ async def run_client(*, url: str, user: str, text: str, secret: str, timeout: fl
                         if msg.type is not aiohttp.WSMsgType.TEXT:
                             continue
                         event = json.loads(msg.data)
+                        if seen is not None:
+                            seen.append(event)
                         server_id = event.get("server_id")
                         if server_id:
                             backend = str(server_id)

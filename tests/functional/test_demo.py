@@ -35,6 +35,7 @@ def test_demo_tour_shows_one_path_answered_by_two_backends(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     out = result.stdout
     alice, bob = out.split("== alice connects to /ws")[1].split("== bob connects to /ws")
+    bob = bob.split("== dana")[0]
     assert "turn complete, answered by the unified backend" in alice
     assert "turn complete, answered by the legacy backend" in bob
     for event in (
@@ -52,6 +53,11 @@ def test_demo_tour_shows_one_path_answered_by_two_backends(tmp_path: Path) -> No
     assert (
         'strangler_connections_total{mode="legacy",outcome="client_closed",route="main"} 1.0' in out
     )
+    assert (
+        "factory frames from unified and legacy identical apart from volatile fields: True" in out
+    )
+    assert 'strangler_comparisons_total{mode="shadow",outcome="mismatch",route="main"} 1.0' in out
+    assert "mismatch on route main turn 0: tool_set tool billing_export" in out
     assert "Traceback" not in result.stderr
     assert (tmp_path / "demo" / "flags.yaml").exists()
 
