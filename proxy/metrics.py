@@ -7,7 +7,9 @@ raw path or connection id is never a label value.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from proxy import __version__
 
@@ -44,7 +46,22 @@ REFUSALS = (
     "upstream_refused",
     "upstream_unavailable",
     "shutting_down",
+    "too_many_connections",  # the global connection limit
+    "too_many_from_client",  # the per-client-IP connection limit
+    "bad_handshake",  # a malformed upgrade request
 )
+
+# Why a frame or handshake was bad input (strangler_bad_input_total).
+BAD_INPUT = (
+    "invalid_json",
+    "invalid_utf8",
+    "too_big",
+    "protocol_error",
+    "bad_handshake",
+)
+
+# What a guard watches.
+GUARDS = ("mismatch_ratio", "unified_error_ratio")
 
 # Why a shadow/live connection ran without its secondary.
 SECONDARY_SKIPS = ("switched_off", "at_capacity")
@@ -198,7 +215,69 @@ class Metrics:
             buckets=_TURN_BUCKETS,
             registry=r,
         )
+        # -- release management: fallback, drift, drain, guards --------------------------
+        self.fallbacks = Counter(
+            "strangler_fallbacks",
+            "Connections served by legacy because the unified backend could not be reached.",
+            ["route"],
+            registry=r,
+        )
+        self.drift = Gauge(
+            "strangler_connection_drift",
+            "Open connections whose mode differs from what the flags in force now say.",
+            ["route"],
+            registry=r,
+        )
+        self.drained = Counter(
+            "strangler_drained_connections",
+            "Connections closed with 1012 so the client reconnects into its new mode.",
+            ["route"],
+            registry=r,
+        )
+        self.rollout_share = Gauge(
+            "strangler_flag_rollout_share",
+            "Configured share of a flag's users per mode (0..1), targets not included.",
+            ["flag", "mode"],
+            registry=r,
+        )
+        self.guard_tripped = Gauge(
+            "strangler_guard_tripped",
+            "1 while a flag's guard holds it on legacy.",
+            ["flag"],
+            registry=r,
+        )
+        self.guard_trips = Counter(
+            "strangler_guard_trips",
+            "Times a guard tripped, by what it watches.",
+            ["flag", "guard"],
+            registry=r,
+        )
+        # -- bad input and the loop ------------------------------------------------------
+        self.bad_input = Counter(
+            "strangler_bad_input",
+            "Frames or handshakes refused as bad input, by reason.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "strangler_event_loop_lag_seconds",
+            "How late the event loop ran a timer, sampled every second.",
+            registry=r,
+        )
+        ProcessCollector(registry=r)
         self._active_hash: str | None = None
+
+    def prime(self, routes: Iterable[str], modes: Iterable[str]) -> None:
+        """Create the per-route series at zero, so rates and ratios exist before traffic."""
+        modes = tuple(modes)
+        for route in routes:
+            self.drift.labels(route)
+            self.fallbacks.labels(route)
+            self.drained.labels(route)
+            for mode in modes:
+                self.connections_open.labels(route, mode)
+            for reason in REFUSALS:
+                self.handshake_refusals.labels(route, reason)
 
     def set_active_flags(self, digest: str, loaded_at: float) -> None:
         """Point strangler_flags_info at the file now in force."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from flags.model import Mode
 from flags.watch import FlagWatcher, ReloadResult
 from proxy.admin import build_admin_app
 from proxy.app import Proxy, build_app
@@ -64,6 +65,15 @@ def make_flag_watcher(config: Config, metrics: Metrics) -> FlagWatcher:
     return watcher
 
 
+async def _sample_loop_lag(metrics: Metrics, every: float = 1.0) -> None:
+    """How late a one-second timer fires: the loop's backlog, as the gauge shows it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        planned = loop.time() + every
+        await asyncio.sleep(every)
+        metrics.loop_lag.set(max(0.0, loop.time() - planned))
+
+
 async def start(config: Config, metrics: Metrics | None = None) -> Running:
     """Load the flags, bind both listeners and start serving. Raises FlagFileError."""
     metrics = metrics or Metrics()
@@ -71,6 +81,7 @@ async def start(config: Config, metrics: Metrics | None = None) -> Running:
     flagset = watcher.load_initial()
     metrics.set_active_flags(flagset.digest, watcher.loaded_at or 0.0)
     metrics.flag_reloads.labels("applied").inc()
+    metrics.prime(sorted(config.route_names), [mode.value for mode in Mode])
     proxy = Proxy(config, watcher, metrics)
 
     # Open connections are drained by Proxy.drain before cleanup, so aiohttp's own
@@ -88,6 +99,7 @@ async def start(config: Config, metrics: Metrics | None = None) -> Running:
     admin_sock = _listening_socket(config.admin_listen)
     await web.SockSite(admin_runner, admin_sock).start()
     poller = asyncio.create_task(watcher.run(), name="strangler-flags-poller")
+    lag = asyncio.create_task(_sample_loop_lag(metrics), name="strangler-loop-lag")
 
     stopped = False
 
@@ -102,9 +114,10 @@ async def start(config: Config, metrics: Metrics | None = None) -> Running:
             config.relay.grace_period,
         )
         await proxy.drain(config.relay.grace_period)
-        poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poller
+        for task in (poller, lag):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await runner.cleanup()
         await admin_runner.cleanup()
         log.info("stopped")
