@@ -9,6 +9,7 @@ from dataclasses import asdict
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from flags.load import FlagFileError, parse_flags
 from proxy.app import Proxy
 
 log = logging.getLogger("strangler.admin")
@@ -57,7 +58,43 @@ def build_admin_app(proxy: Proxy) -> web.Application:
         log.warning("shadow switch set to %s", value)
         return await shadow_state(request)
 
-    app = web.Application()
+    async def flags_status(_: web.Request) -> web.Response:
+        flags = proxy.flags
+        by_route_mode: dict[str, dict[str, int]] = {}
+        drift: dict[str, int] = {}
+        for conn in proxy.connections:
+            modes = by_route_mode.setdefault(conn.route.name, {})
+            modes[conn.mode.value] = modes.get(conn.mode.value, 0) + 1
+            drift[conn.route.name] = drift.get(conn.route.name, 0) + conn.drifted
+        return web.json_response(
+            {
+                "hash": flags.current.digest[:12],
+                "source": str(proxy.config.flags.file),
+                "loaded_at": flags.loaded_at,
+                "last_error": str(flags.last_error) if flags.last_error else None,
+                "flags": sorted(flags.current.flags),
+                "open_connections": by_route_mode,
+                "drift": drift,
+                "guards": proxy.guard_states(),
+            }
+        )
+
+    async def flags_audit(_: web.Request) -> web.Response:
+        return web.json_response({"records": list(reversed(proxy.audit))})
+
+    async def flags_plan(request: web.Request) -> web.Response:
+        # The candidate file is validated exactly as a reload would, never applied.
+        data = await request.read()
+        try:
+            candidate = parse_flags(data, "candidate", known_routes=proxy.config.route_names)
+        except FlagFileError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(asdict(proxy.plan(candidate)))
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/flags/status", flags_status)
+    app.router.add_get("/flags/audit", flags_audit)
+    app.router.add_post("/flags/plan", flags_plan)
     app.router.add_get("/shadow", shadow_state)
     app.router.add_post("/shadow", shadow_switch)
     app.router.add_get("/metrics", metrics)

@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,8 +25,8 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from flags.evaluate import Decision, evaluate
-from flags.model import Mode
-from flags.watch import FlagWatcher
+from flags.model import FlagSet, Mode, Reason
+from flags.watch import FlagWatcher, ReloadResult
 from legacy_adapters.base import Context
 from legacy_adapters.registry import adapter, connection_mode, needs_translation, select_dialect
 from legacy_adapters.translate import Translator
@@ -41,11 +43,16 @@ from proxy.identity import (
 )
 from proxy.metrics import Metrics
 from proxy.relay import CLOSE_GOING_AWAY, IDENTITY, Filters, Meters, close_both, relay
+from proxy.release import OpenConnection, Plan, audit_changes, plan, rollout_shares
 from proxy.routes import RouteTable
 from proxy.shadow import ShadowHub, Tee
 from proxy.tickets import TicketResolver
 
 log = logging.getLogger("strangler.proxy")
+# One JSON record per flag reload (applied or rejected); never names a user.
+audit_log = logging.getLogger("strangler.audit")
+
+CLOSE_SERVICE_RESTART = 1012
 
 # Headers that travel end to end to the backend (everything else is per hop).
 FORWARDED_HEADERS = ("Authorization", "Cookie", "Origin", "User-Agent", "Accept-Language")
@@ -67,13 +74,19 @@ PROXY_KEY: web.AppKey[Proxy] = web.AppKey("strangler_proxy")
 
 @dataclass(eq=False)
 class Connection:
-    """One open client connection, kept so shutdown can close it with 1001."""
+    """One open client connection, kept so shutdown, drain and plan can reach it."""
 
     route: Route
     mode: Mode
     client: web.WebSocketResponse[Any]
     backend: aiohttp.ClientWebSocketResponse[Any] | None = None
-    shutting_down: bool = False
+    user_id: str | None = None  # kept in memory for re-evaluation; never logged
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    ending: str | None = None  # "shutdown" or "drained" when the proxy ends it
+    drifted: bool = False  # its mode differs from what the flags now say
+
+    def snapshot(self) -> OpenConnection:
+        return OpenConnection(self.route.name, self.user_id, self.claims, self.mode)
 
 
 @dataclass(eq=False)
@@ -91,11 +104,14 @@ class Proxy:
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     shadow: ShadowHub = field(init=False)
+    audit: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    _active_flags: FlagSet = field(init=False)
 
     def __post_init__(self) -> None:
         self.verifier = JwtVerifier(self.config.jwt)
         self.routes = RouteTable(self.config.routes)
         self.shadow = ShadowHub(self.config.shadow, self.metrics)
+        self._active_flags = self.flags.current
         t = self.config.tickets
         self.tickets = (
             TicketResolver(t.introspection_url, ttl=t.cache_ttl, timeout=t.timeout)
@@ -142,8 +158,7 @@ class Proxy:
             return await self._refuse_auth(request, route, style, offered, identity)
 
         decision = self.decide(route, identity)
-        user_id = identity.user_id if identity else None
-        return await self._serve(request, route, dialect, style, user_id, decision, offered)
+        return await self._serve(request, route, dialect, style, identity, decision, offered)
 
     async def _identify(
         self, route: Route, style: AuthStyle, credentials: Credentials
@@ -171,11 +186,104 @@ class Proxy:
 
     def decide(self, route: Route, identity: Identity | None) -> Decision:
         """This connection's mode, from the flags in force now."""
-        decision = evaluate(self.flags.current, route.name, identity.user_id if identity else None)
+        decision = self.evaluate(
+            self.flags.current,
+            route.name,
+            identity.user_id if identity else None,
+            identity.claims if identity else {},
+        )
         self.metrics.flag_evaluations.labels(
             decision.flag or "none", decision.mode.value, decision.reason.value
         ).inc()
         return decision
+
+    def evaluate(
+        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any]
+    ) -> Decision:
+        """The one decision rule: the flags, then whatever overrides them at runtime."""
+        return evaluate(flagset, route, user_id)
+
+    def mode_for(
+        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any]
+    ) -> Mode:
+        return self.evaluate(flagset, route, user_id, claims).mode
+
+    # -- release management -----------------------------------------------------------
+
+    def on_reload(self, result: ReloadResult) -> None:
+        """A reload was attempted: audit it; if applied, update drift and drain."""
+        previous = self._active_flags
+        if result.outcome == "applied":
+            self._active_flags = result.flagset
+        record = {
+            "at": time.time(),
+            "outcome": result.outcome,
+            "old_hash": previous.digest[:12],
+            "new_hash": result.flagset.digest[:12] if result.outcome == "applied" else None,
+            "changes": audit_changes(previous, result.flagset)
+            if result.outcome == "applied"
+            else [],
+            "error": str(result.error) if result.error else None,
+        }
+        self.audit.append(record)
+        audit_log.info("%s", json.dumps(record, sort_keys=True))
+        if result.outcome == "applied":
+            self._publish_shares(result.flagset)
+            self.refresh_drift()
+            self._schedule_drains(result.flagset)
+
+    def refresh_drift(self) -> None:
+        """Mark open connections whose mode the flags in force no longer give them."""
+        counts: dict[str, int] = {route: 0 for route in self.config.route_names}
+        current = self.flags.current
+        for conn in self.connections:
+            conn.drifted = (
+                self.mode_for(current, conn.route.name, conn.user_id, conn.claims) is not conn.mode
+            )
+            counts[conn.route.name] += conn.drifted
+        for route, n in counts.items():
+            self.metrics.drift.labels(route).set(n)
+
+    def guard_states(self) -> dict[str, Any]:
+        """Per flag with a guard: whether it holds the flag on legacy (none yet)."""
+        return {}
+
+    def plan(self, candidate: FlagSet) -> Plan:
+        """What applying `candidate` would do to the connections open now."""
+        return plan(
+            (c.snapshot() for c in self.connections),
+            self.flags.current,
+            candidate,
+            self.mode_for,
+        )
+
+    def _publish_shares(self, flagset: FlagSet) -> None:
+        self.metrics.rollout_share.clear()
+        for key, flag in flagset.flags.items():
+            for mode, share in rollout_shares(flag).items():
+                self.metrics.rollout_share.labels(key, mode).set(share)
+
+    def _schedule_drains(self, flagset: FlagSet) -> None:
+        for key, flag in flagset.flags.items():
+            rate = getattr(flag, "drain_rate", None)
+            if not rate:
+                continue
+            routes = set(flag.routes)
+            moved = [c for c in self.connections if c.drifted and c.route.name in routes]
+            if moved:
+                log.info("flag %s: draining %d connections at %g/s", key, len(moved), rate)
+                self.shadow.spawn(self._drain(moved, rate))
+
+    async def _drain(self, moved: list[Connection], rate: float) -> None:
+        """Close moved connections with 1012 so clients reconnect into their new mode, at
+        most `rate` per second, with jitter so a rollback is no reconnect storm."""
+        for conn in moved:
+            await asyncio.sleep(random.uniform(0.5, 1.5) / rate)
+            if conn not in self.connections or not conn.drifted or conn.ending:
+                continue
+            conn.ending = "drained"
+            self.metrics.drained.labels(conn.route.name).inc()
+            await close_both(conn.client, conn.backend, CLOSE_SERVICE_RESTART, "service restart")
 
     async def _refuse_auth(
         self,
@@ -228,36 +336,17 @@ class Proxy:
         route: Route,
         dialect: str,
         style: AuthStyle,
-        user_id: str | None,
+        identity: Identity | None,
         decision: Decision,
         offered: list[str],
     ) -> web.StreamResponse:
-        backend_name = PRIMARY[decision.mode]
-        backend = self.config.backend(backend_name)
-        url = self._upstream_url(backend_name, request)
-        started = time.perf_counter()
-        try:
-            upstream_ws = await upstream.connect(
-                self.sessions[backend_name],
-                url,
-                protocols=offered,
-                headers=self._upstream_headers(request, route, style),
-                timeout=backend.connect_timeout,
-                max_message_bytes=self.config.relay.max_message_bytes,
-            )
-        except upstream.UpstreamRefused as refusal:
-            self.metrics.upstream_connect_failures.labels(backend_name, "status").inc()
-            self.metrics.handshake_refusals.labels(route.name, "upstream_refused").inc()
-            return web.Response(status=refusal.status, body=refusal.body, headers=refusal.headers)
-        except upstream.UpstreamUnavailable as exc:
-            self.metrics.upstream_connect_failures.labels(backend_name, exc.reason).inc()
-            self.metrics.handshake_refusals.labels(route.name, "upstream_unavailable").inc()
-            log.warning("backend %s unavailable for route %s: %s", backend_name, route.name, exc)
-            status = 504 if exc.reason == "handshake_timeout" else 502
-            return web.Response(status=status, text=f"backend {backend_name} unavailable\n")
-        self.metrics.upstream_connect_seconds.labels(backend_name).observe(
-            time.perf_counter() - started
-        )
+        user_id = identity.user_id if identity else None
+        claims = identity.claims if identity else {}
+        headers = self._upstream_headers(request, route, style)
+        opened = await self._open_primary(request, route, decision, offered, headers)
+        if isinstance(opened, web.Response):
+            return opened
+        backend_name, decision, upstream_ws = opened
 
         client_ws: web.WebSocketResponse[Any] = web.WebSocketResponse(
             protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (),
@@ -287,7 +376,14 @@ class Proxy:
         tee = self._start_tee(request, route, dialect, style, decision.mode, offered, translator)
         if tee is not None:
             filters = replace(filters, inbound_tap=tee.client_tap, outbound_tap=tee.primary_tap)
-        conn = Connection(route, decision.mode, client_ws, upstream_ws)
+        conn = Connection(
+            route,
+            decision.mode,
+            client_ws,
+            upstream_ws,
+            user_id=user_id,
+            claims=claims,
+        )
         self.connections.add(conn)
         self.idle.clear()
         m = self.metrics
@@ -307,9 +403,11 @@ class Proxy:
                 ),
                 filters=filters,
             )
-            outcome_label = "shutdown" if conn.shutting_down else outcome.label
+            outcome_label = conn.ending or outcome.label
         finally:
             self.connections.discard(conn)
+            if conn.drifted:
+                m.drift.labels(route.name).dec()
             if not self.connections:
                 self.idle.set()
             m.connections_open.labels(route.name, decision.mode.value).dec()
@@ -319,6 +417,81 @@ class Proxy:
             if not upstream_ws.closed:
                 await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
         return client_ws
+
+    async def _open_primary(
+        self,
+        request: web.Request,
+        route: Route,
+        decision: Decision,
+        offered: list[str],
+        headers: CIMultiDict[str],
+    ) -> tuple[str, Decision, aiohttp.ClientWebSocketResponse[Any]] | web.Response:
+        """The answering backend's socket, or the refusal the client must see.
+
+        When the unified router cannot be reached and the configuration says so, the
+        user is served by legacy instead (reason `fallback`): a migration must never
+        be the reason a user cannot chat.
+        """
+        backend_name = PRIMARY[decision.mode]
+        try:
+            return (
+                backend_name,
+                decision,
+                await self._connect(backend_name, request, offered, headers),
+            )
+        except upstream.UpstreamRefused as refusal:
+            self.metrics.upstream_connect_failures.labels(backend_name, "status").inc()
+            if not self._falls_back(backend_name, refusal.status):
+                self.metrics.handshake_refusals.labels(route.name, "upstream_refused").inc()
+                return web.Response(
+                    status=refusal.status, body=refusal.body, headers=refusal.headers
+                )
+        except upstream.UpstreamUnavailable as exc:
+            self.metrics.upstream_connect_failures.labels(backend_name, exc.reason).inc()
+            log.warning("backend %s unavailable for route %s: %s", backend_name, route.name, exc)
+            if not self._falls_back(backend_name, None):
+                self.metrics.handshake_refusals.labels(route.name, "upstream_unavailable").inc()
+                status = 504 if exc.reason == "handshake_timeout" else 502
+                return web.Response(status=status, text=f"backend {backend_name} unavailable\n")
+        self.metrics.fallbacks.labels(route.name).inc()
+        fallback = replace(decision, mode=Mode.LEGACY, reason=Reason.FALLBACK)
+        try:
+            return "legacy", fallback, await self._connect("legacy", request, offered, headers)
+        except upstream.UpstreamRefused as refusal:
+            self.metrics.upstream_connect_failures.labels("legacy", "status").inc()
+            self.metrics.handshake_refusals.labels(route.name, "upstream_refused").inc()
+            return web.Response(status=refusal.status, body=refusal.body, headers=refusal.headers)
+        except upstream.UpstreamUnavailable as exc:
+            self.metrics.upstream_connect_failures.labels("legacy", exc.reason).inc()
+            self.metrics.handshake_refusals.labels(route.name, "upstream_unavailable").inc()
+            status = 504 if exc.reason == "handshake_timeout" else 502
+            return web.Response(status=status, text="backend legacy unavailable\n")
+
+    def _falls_back(self, backend_name: str, status: int | None) -> bool:
+        """Whether a failed unified handshake is served by legacy instead."""
+        return (
+            backend_name == "unified"
+            and self.config.unified.fallback
+            and (status is None or status in (502, 503, 504))
+        )
+
+    async def _connect(
+        self, backend_name: str, request: web.Request, offered: list[str], headers: CIMultiDict[str]
+    ) -> aiohttp.ClientWebSocketResponse[Any]:
+        backend = self.config.backend(backend_name)
+        started = time.perf_counter()
+        ws = await upstream.connect(
+            self.sessions[backend_name],
+            self._upstream_url(backend_name, request),
+            protocols=offered,
+            headers=headers,
+            timeout=backend.connect_timeout,
+            max_message_bytes=self.config.relay.max_message_bytes,
+        )
+        self.metrics.upstream_connect_seconds.labels(backend_name).observe(
+            time.perf_counter() - started
+        )
+        return ws
 
     def _start_tee(
         self,
@@ -387,7 +560,7 @@ class Proxy:
                 await asyncio.wait_for(self.idle.wait(), grace)
         remaining = list(self.connections)
         for conn in remaining:
-            conn.shutting_down = True
+            conn.ending = "shutdown"
         await asyncio.gather(
             *(
                 close_both(c.client, c.backend, CLOSE_GOING_AWAY, "server shutting down")

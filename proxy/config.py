@@ -107,6 +107,9 @@ class Backend:
     name: str
     url: str
     connect_timeout: float
+    # unified only: serve the user by legacy when the router cannot be reached (or
+    # answers 502/503/504) instead of refusing the client.
+    fallback: bool = True
 
     @property
     def secure(self) -> bool:
@@ -249,13 +252,19 @@ def _address(r: _Reader, name: str, default: str) -> Address:
 
 def _backend(r: _Reader, name: str, default_url: str) -> Backend:
     b = r.sub(name)
-    b.only({"url", "connect_timeout"})
+    b.only({"url", "connect_timeout"} | ({"on_unavailable"} if name == "unified" else set()))
     url = b.get("url", str, default_url)
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise b.fail("url", f"must be a ws:// or wss:// URL, got {url!r}")
+    on_unavailable = b.get("on_unavailable", str, "fallback")
+    if on_unavailable not in ("fallback", "refuse"):
+        raise b.fail("on_unavailable", f"must be fallback or refuse, got {on_unavailable!r}")
     return Backend(
-        name, url.rstrip("/") if name == "legacy" else url, b.positive("connect_timeout", 5.0)
+        name,
+        url.rstrip("/") if name == "legacy" else url,
+        b.positive("connect_timeout", 5.0),
+        fallback=on_unavailable == "fallback",
     )
 
 

@@ -22,6 +22,7 @@ OUTCOMES = (
     "too_big",  # a message over relay.max_message_bytes
     "protocol_error",  # a peer broke the WebSocket protocol
     "shutdown",  # closed with 1001 when the grace period ran out
+    "drained",  # closed with 1012 after a flag change moved it (drain policy)
     "auth_failed",  # refused after accept, in the route's legacy style
 )
 

@@ -41,12 +41,16 @@ def _listening_socket(address: Address) -> socket.socket:
     return sock
 
 
-def make_flag_watcher(config: Config, metrics: Metrics) -> FlagWatcher:
-    """The flag watcher, reporting every reload to the metrics and the log."""
+def make_flag_watcher(
+    config: Config, metrics: Metrics, listeners: list[Callable[[ReloadResult], None]]
+) -> FlagWatcher:
+    """The flag watcher, reporting every reload to the metrics, the log and `listeners`."""
 
     watcher: FlagWatcher
 
     def on_result(result: ReloadResult) -> None:
+        for listener in listeners:
+            listener(result)
         metrics.flag_reloads.labels(result.outcome).inc()
         if result.outcome == "applied":
             metrics.set_active_flags(result.flagset.digest, watcher.loaded_at or 0.0)
@@ -77,12 +81,15 @@ async def _sample_loop_lag(metrics: Metrics, every: float = 1.0) -> None:
 async def start(config: Config, metrics: Metrics | None = None) -> Running:
     """Load the flags, bind both listeners and start serving. Raises FlagFileError."""
     metrics = metrics or Metrics()
-    watcher = make_flag_watcher(config, metrics)
+    listeners: list[Callable[[ReloadResult], None]] = []
+    watcher = make_flag_watcher(config, metrics, listeners)
     flagset = watcher.load_initial()
     metrics.set_active_flags(flagset.digest, watcher.loaded_at or 0.0)
     metrics.flag_reloads.labels("applied").inc()
     metrics.prime(sorted(config.route_names), [mode.value for mode in Mode])
     proxy = Proxy(config, watcher, metrics)
+    listeners.append(proxy.on_reload)
+    proxy.on_reload(ReloadResult("applied", flagset, None))  # audit and publish the start
 
     # Open connections are drained by Proxy.drain before cleanup, so aiohttp's own
     # shutdown wait only has to cover plain HTTP requests still in flight.

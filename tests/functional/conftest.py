@@ -181,6 +181,8 @@ async def start_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
         legacy_url: str | None = None,
         relay: str = "{max_message_bytes: 2097152, grace_period: 1}",
         connect_timeout: float = 2.0,
+        unified_extra: str = "",
+        extra: str = "",
     ) -> ProxyUnderTest:
         legacy, unified = Upstream("legacy"), Upstream("unified")
         for u in (legacy, unified):
@@ -194,11 +196,12 @@ listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
 backends:
   legacy: {{url: "{legacy_url or legacy.url}", connect_timeout: {connect_timeout}}}
-  unified: {{url: "{unified.url}/v1/ws", connect_timeout: {connect_timeout}}}
+  unified: {{url: "{unified.url}/v1/ws", connect_timeout: {connect_timeout}, {unified_extra}}}
 {ROUTES}
 flags: {{file: flags.yaml, poll_interval: 0.05}}
 jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
 relay: {relay}
+{extra}
 """
         )
         running = await start(load_config(tmp_path / "strangler.yaml"))
