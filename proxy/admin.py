@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
 from aiohttp import web
@@ -91,7 +93,22 @@ def build_admin_app(proxy: Proxy) -> web.Application:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(asdict(proxy.plan(candidate)))
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    token = proxy.config.admin_token
+
+    @web.middleware
+    async def require_token(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # Liveness and readiness stay open for orchestrators; the rest needs the token.
+        if token is not None and request.path not in ("/healthz", "/readyz"):
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                raise web.HTTPUnauthorized(
+                    text="admin token required\n", headers={"WWW-Authenticate": "Bearer"}
+                )
+        return await handler(request)
+
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[require_token])
     app.router.add_get("/flags/status", flags_status)
     app.router.add_get("/flags/audit", flags_audit)
     app.router.add_post("/flags/plan", flags_plan)

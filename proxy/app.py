@@ -15,13 +15,14 @@ import json
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
 from aiohttp import hdrs, web
+from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
 from flags.evaluate import Decision, evaluate
@@ -82,8 +83,10 @@ class Connection:
     backend: aiohttp.ClientWebSocketResponse[Any] | None = None
     user_id: str | None = None  # kept in memory for re-evaluation; never logged
     claims: Mapping[str, Any] = field(default_factory=dict)
-    ending: str | None = None  # "shutdown" or "drained" when the proxy ends it
+    ending: str | None = None  # "shutdown", "drained" or "stalled" when the proxy ends it
     drifted: bool = False  # its mode differs from what the flags now say
+    client_protocol: BaseProtocol | None = None  # to see whether the client reads
+    stalled_since: float | None = None
 
     def snapshot(self) -> OpenConnection:
         return OpenConnection(self.route.name, self.user_id, self.claims, self.mode)
@@ -105,6 +108,9 @@ class Proxy:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     shadow: ShadowHub = field(init=False)
     audit: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    _admitted: int = 0  # handshakes in progress plus open connections
+    _per_peer: Counter[str] = field(default_factory=Counter)
+    _watchdog: asyncio.Task[None] | None = None
     _active_flags: FlagSet = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,11 +126,15 @@ class Proxy:
         )
 
     async def start(self) -> None:
+        self._watchdog = asyncio.create_task(self._watch_stalls(), name="strangler-stalls")
         for backend in (self.config.legacy, self.config.unified):
             self.sessions[backend.name] = upstream.new_session(backend.connect_timeout)
         self.sessions["http"] = passthrough.new_session()
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
         await self.shadow.stop()
         await asyncio.gather(*(s.close() for s in self.sessions.values()))
         self.sessions.clear()
@@ -148,6 +158,23 @@ class Proxy:
             )
 
         offered = _offered_subprotocols(request)
+        peer = request.remote or ""
+        over = self._over_limit(peer)
+        if over is not None:
+            return await self._refuse_over_limit(request, route, offered, over)
+        self._admitted += 1
+        self._per_peer[peer] += 1
+        try:
+            return await self._handshake(request, route, offered)
+        finally:
+            self._admitted -= 1
+            self._per_peer[peer] -= 1
+            if not self._per_peer[peer]:
+                del self._per_peer[peer]
+
+    async def _handshake(
+        self, request: web.Request, route: Route, offered: list[str]
+    ) -> web.StreamResponse:
         dialect = select_dialect(
             route.dialect, request.query.get("mode"), request.headers.get("User-Agent")
         )
@@ -159,6 +186,33 @@ class Proxy:
 
         decision = self.decide(route, identity)
         return await self._serve(request, route, dialect, style, identity, decision, offered)
+
+    def _over_limit(self, peer: str) -> str | None:
+        """Which connection limit one more connection from `peer` would break, if any."""
+        limits = self.config.limits
+        if self._admitted >= limits.max_connections:
+            return "too_many_connections"
+        if self._per_peer[peer] >= limits.max_connections_per_ip:
+            return "too_many_from_client"
+        return None
+
+    async def _refuse_over_limit(
+        self, request: web.Request, route: Route, offered: list[str], reason: str
+    ) -> web.StreamResponse:
+        """Say no the way the legacy routes did (accept, close 1008) or with a 503."""
+        self.metrics.handshake_refusals.labels(route.name, reason).inc()
+        chosen = choose_subprotocol(offered)
+        if self.config.limits.over_limit == "refuse_503" or (offered and chosen is None):
+            raise web.HTTPServiceUnavailable(
+                text="too many concurrent connections\n", headers={"Retry-After": "5"}
+            )
+        ws: web.WebSocketResponse[Any] = web.WebSocketResponse(
+            protocols=(chosen,) if chosen else (), autoclose=False, compress=False
+        )
+        await ws.prepare(request)
+        with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
+            await ws.close(code=1008, message=b"Too many concurrent connections")
+        return ws
 
     async def _identify(
         self, route: Route, style: AuthStyle, credentials: Credentials
@@ -383,6 +437,7 @@ class Proxy:
             upstream_ws,
             user_id=user_id,
             claims=claims,
+            client_protocol=request.protocol,
         )
         self.connections.add(conn)
         self.idle.clear()
@@ -411,6 +466,8 @@ class Proxy:
             if not self.connections:
                 self.idle.set()
             m.connections_open.labels(route.name, decision.mode.value).dec()
+            # The proxy's own reason wins: the relay may have ended by being cut off.
+            outcome_label = conn.ending or outcome_label
             m.connections.labels(route.name, decision.mode.value, outcome_label).inc()
             if tee is not None:
                 tee.primary_closed()
@@ -549,6 +606,42 @@ class Proxy:
         if style is AuthStyle.NONE:
             headers[AUTH_HEADER] = "none"
         return headers
+
+    async def _watch_stalls(self) -> None:
+        """Close connections whose client stopped reading for longer than allowed.
+
+        Backpressure already keeps such a client from costing memory; this frees the
+        backend connection it holds. A paused transport is the sign: aiohttp pauses
+        writing when the client's socket buffer is full.
+        """
+        limits = self.config.limits
+        period = min(1.0, limits.stalled_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                protocol = conn.client_protocol
+                if protocol is None or not protocol.writing_paused:
+                    conn.stalled_since = None
+                    continue
+                if conn.stalled_since is None:
+                    conn.stalled_since = now
+                elif now - conn.stalled_since >= limits.stalled_timeout and not conn.ending:
+                    conn.ending = "stalled"
+                    log.info("closing a stalled connection on route %s", conn.route.name)
+                    self.shadow.spawn(self._force_close(conn, limits.stalled_close_code))
+
+    async def _force_close(self, conn: Connection, code: int) -> None:
+        """Close both sides; a client that cannot take even a close frame is cut off."""
+        try:
+            await asyncio.wait_for(
+                close_both(conn.client, conn.backend, code, "client not reading"),
+                self.config.relay.close_timeout,
+            )
+        except TimeoutError:
+            protocol = conn.client_protocol
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.abort()
 
     # -- shutdown ---------------------------------------------------------------------
 

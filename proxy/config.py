@@ -147,6 +147,21 @@ class RelaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """What one proxy process admits, and how it says no."""
+
+    max_connections: int = 20000
+    max_connections_per_ip: int = 200
+    # How an over-limit client is told: the legacy style (accept, close 1008 "Too many
+    # concurrent connections") or a 503 at the handshake.
+    over_limit: str = "close_1008"
+    # A peer whose socket stays unwritable this long (it stopped reading while the
+    # other side keeps sending) is closed with `stalled_close_code`.
+    stalled_timeout: float = 30.0
+    stalled_close_code: int = 1008
+
+
+@dataclass(frozen=True, slots=True)
 class TicketSettings:
     """Where to ask who a `?ticket=` stands for; None: ticket users are anonymous."""
 
@@ -184,6 +199,8 @@ class Config:
     http_passthrough: tuple[str, ...] = field(default=DEFAULT_HTTP_PASSTHROUGH)
     tickets: TicketSettings = field(default_factory=TicketSettings)
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    admin_token: str | None = None  # a bearer token the admin port requires, if set
 
     @property
     def route_names(self) -> frozenset[str]:
@@ -410,6 +427,8 @@ def parse_config(text: str, source: str) -> Config:
             "http_passthrough",
             "tickets",
             "shadow",
+            "limits",
+            "admin_auth",
         }
     )
     base = Path(source).resolve().parent
@@ -446,7 +465,53 @@ def parse_config(text: str, source: str) -> Config:
         http_passthrough=tuple(passthrough),
         tickets=_tickets(r),
         shadow=_shadow(r, base),
+        limits=_limits(r),
+        admin_token=_admin_token(r, base),
     )
+
+
+def _limits(r: _Reader) -> LimitSettings:
+    lim = r.sub("limits")
+    lim.only(
+        {
+            "max_connections",
+            "max_connections_per_ip",
+            "over_limit",
+            "stalled_timeout",
+            "stalled_close_code",
+        }
+    )
+    over = lim.get("over_limit", str, "close_1008")
+    if over not in ("close_1008", "refuse_503"):
+        raise lim.fail("over_limit", f"must be close_1008 or refuse_503, got {over!r}")
+    code = lim.get("stalled_close_code", int, 1008)
+    if code not in (1008, 1009):
+        raise lim.fail("stalled_close_code", "must be 1008 or 1009")
+    counts = {}
+    for key, default in (("max_connections", 20000), ("max_connections_per_ip", 200)):
+        counts[key] = lim.get(key, int, default)
+        if counts[key] < 1:
+            raise lim.fail(key, "must be at least 1")
+    return LimitSettings(
+        over_limit=over,
+        stalled_timeout=lim.positive("stalled_timeout", 30.0),
+        stalled_close_code=code,
+        **counts,
+    )
+
+
+def _admin_token(r: _Reader, base: Path) -> str | None:
+    a = r.sub("admin_auth")
+    a.only({"token_env", "token_file"})
+    env_key, file_key = a.get("token_env", str), a.get("token_file", str)
+    if env_key:
+        value = os.environ.get(env_key)
+        if not value:
+            raise a.fail("token_env", f"environment variable {env_key} is not set or empty")
+        return value
+    if file_key:
+        return _read_file(a, "token_file", base / file_key).strip() or None
+    return None
 
 
 def _shadow(r: _Reader, base: Path) -> ShadowSettings:

@@ -23,6 +23,7 @@ OUTCOMES = (
     "protocol_error",  # a peer broke the WebSocket protocol
     "shutdown",  # closed with 1001 when the grace period ran out
     "drained",  # closed with 1012 after a flag change moved it (drain policy)
+    "stalled",  # the client stopped reading for longer than limits.stalled_timeout
     "auth_failed",  # refused after accept, in the route's legacy style
 )
 
