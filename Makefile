@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/strangler demo
 
 test: $(STAMP)
+	scripts/install-test-deps.sh
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
