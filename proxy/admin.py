@@ -1,10 +1,13 @@
 """The admin port: /metrics for Prometheus, /healthz and /readyz for orchestrators,
-/shadow for the compared secondary (state, recent mismatches, the global switch)."""
+/shadow for the compared secondary (state, recent mismatches, the global switch),
+/status for release managers (an HTML page, proxy/status_page.py)."""
 
 from __future__ import annotations
 
 import hmac
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
@@ -13,8 +16,70 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flags.load import FlagFileError, parse_flags
 from proxy.app import Proxy
+from proxy.release import rollout_shares
+from proxy.status_page import FlagView, MismatchView, StatusSnapshot, render
 
 log = logging.getLogger("strangler.admin")
+
+# How many reloads and mismatches the status page lists (the endpoints keep more).
+STATUS_RECENT = 20
+
+
+def status_snapshot(proxy: Proxy) -> StatusSnapshot:
+    """What the status page shows, read from the running proxy. Targets are counted
+    and mismatch samples reduced to route, turn and categories: no user ids."""
+    watcher = proxy.flags
+    connections: dict[str, Counter[str]] = {}
+    drift: Counter[str] = Counter()
+    for conn in proxy.connections:
+        connections.setdefault(conn.route.name, Counter())[conn.mode.value] += 1
+        drift[conn.route.name] += conn.drifted
+    flags = tuple(
+        FlagView(
+            key=key,
+            routes=flag.routes,
+            default=flag.default.value,
+            anonymous=flag.anonymous.value,
+            kill_switch=flag.kill_switch,
+            shares=rollout_shares(flag),
+            targets=dict(Counter(mode.value for mode in flag.targets.values())),
+            rules=tuple(rule.name for rule in flag.rules),
+            drain_rate=flag.drain_rate,
+            guard=asdict(flag.guard) if flag.guard is not None else None,
+            effective_at=flag.effective_at,
+        )
+        for key, flag in sorted(watcher.current.flags.items())
+    )
+    hub = proxy.shadow
+    mismatches = tuple(
+        MismatchView(
+            at=sample.at,
+            route=sample.route,
+            mode=sample.mode,
+            turn=sample.turn,
+            request_type=sample.request_type,
+            outcome=sample.outcome,
+            categories=tuple(sorted({category for category, _ in sample.differences})),
+        )
+        for sample in list(reversed(hub.samples))[:STATUS_RECENT]
+    )
+    return StatusSnapshot(
+        generated_at=time.time(),
+        flags_hash=watcher.current.digest[:12],
+        flags_source=str(proxy.config.flags.file),
+        loaded_at=watcher.loaded_at,
+        last_error=str(watcher.last_error) if watcher.last_error else None,
+        flags=flags,
+        routes=tuple(route.name for route in proxy.config.routes),
+        connections={route: dict(modes) for route, modes in connections.items()},
+        drift=dict(drift),
+        audit=tuple(list(reversed(proxy.audit))[:STATUS_RECENT]),
+        mismatches=mismatches,
+        guards=proxy.guard_states(),
+        draining=proxy.draining,
+        shadow_enabled=hub.enabled,
+        secondary_connections=hub.active,
+    )
 
 
 def build_admin_app(proxy: Proxy) -> web.Application:
@@ -93,6 +158,16 @@ def build_admin_app(proxy: Proxy) -> web.Application:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(asdict(proxy.plan(candidate)))
 
+    async def status_page(_: web.Request) -> web.Response:
+        return web.Response(
+            text=render(status_snapshot(proxy)),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def to_status(_: web.Request) -> web.Response:
+        raise web.HTTPFound("/status")
+
     token = proxy.config.admin_token
 
     @web.middleware
@@ -109,6 +184,8 @@ def build_admin_app(proxy: Proxy) -> web.Application:
         return await handler(request)
 
     app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[require_token])
+    app.router.add_get("/status", status_page)
+    app.router.add_get("/", to_status)
     app.router.add_get("/flags/status", flags_status)
     app.router.add_get("/flags/audit", flags_audit)
     app.router.add_post("/flags/plan", flags_plan)
