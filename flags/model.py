@@ -33,6 +33,8 @@ class Reason(StrEnum):
     KILL_SWITCH = "kill_switch"
     ANONYMOUS = "anonymous"
     FALLBACK = "fallback"
+    GUARD = "guard"
+    """The flag's guard tripped and holds it on legacy until the file changes."""
     NO_FLAG = "no_flag"
 
 

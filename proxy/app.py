@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -26,7 +27,7 @@ from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
 from flags.evaluate import Decision, evaluate
-from flags.model import FlagSet, Mode, Reason
+from flags.model import Flag, FlagSet, Mode, Reason
 from flags.watch import FlagWatcher, ReloadResult
 from legacy_adapters.base import Context
 from legacy_adapters.registry import adapter, connection_mode, needs_translation, select_dialect
@@ -34,6 +35,7 @@ from legacy_adapters.translate import Translator
 from proxy import passthrough, upstream
 from proxy.compare import Side
 from proxy.config import DIALECT_AUTH, AuthStyle, Config, Route
+from proxy.guards import UNIFIED_ERROR_RATIO, WATCHED, Guards, Trip
 from proxy.identity import (
     AuthError,
     Credentials,
@@ -43,7 +45,15 @@ from proxy.identity import (
     extract_credentials,
 )
 from proxy.metrics import Metrics
-from proxy.relay import CLOSE_GOING_AWAY, IDENTITY, Filters, Meters, close_both, relay
+from proxy.relay import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
+    IDENTITY,
+    Filters,
+    Meters,
+    close_both,
+    relay,
+)
 from proxy.release import OpenConnection, Plan, audit_changes, plan, rollout_shares
 from proxy.routes import RouteTable
 from proxy.shadow import ShadowHub, Tee
@@ -112,12 +122,14 @@ class Proxy:
     _per_peer: Counter[str] = field(default_factory=Counter)
     _watchdog: asyncio.Task[None] | None = None
     _active_flags: FlagSet = field(init=False)
+    guards: Guards = field(default_factory=Guards)
 
     def __post_init__(self) -> None:
         self.verifier = JwtVerifier(self.config.jwt)
         self.routes = RouteTable(self.config.routes)
         self.shadow = ShadowHub(self.config.shadow, self.metrics)
         self._active_flags = self.flags.current
+        self.guards.configure(self._active_flags)
         t = self.config.tickets
         self.tickets = (
             TicketResolver(t.introspection_url, ttl=t.cache_ttl, timeout=t.timeout)
@@ -254,8 +266,11 @@ class Proxy:
     def evaluate(
         self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any]
     ) -> Decision:
-        """The one decision rule: the flags, then whatever overrides them at runtime."""
-        return evaluate(flagset, route, user_id)
+        """The one decision rule: the flags, then a tripped guard holding a flag on legacy."""
+        decision = evaluate(flagset, route, user_id, claims)
+        if decision.mode is not Mode.LEGACY and self.guards.holds(flagset, decision.flag):
+            return replace(decision, mode=Mode.LEGACY, reason=Reason.GUARD)
+        return decision
 
     def mode_for(
         self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any]
@@ -267,9 +282,11 @@ class Proxy:
     def on_reload(self, result: ReloadResult) -> None:
         """A reload was attempted: audit it; if applied, update drift and drain."""
         previous = self._active_flags
+        cleared: list[str] = []
         if result.outcome == "applied":
             self._active_flags = result.flagset
-        record = {
+            cleared = self.guards.configure(result.flagset)
+        record: dict[str, Any] = {
             "at": time.time(),
             "outcome": result.outcome,
             "old_hash": previous.digest[:12],
@@ -279,12 +296,70 @@ class Proxy:
             else [],
             "error": str(result.error) if result.error else None,
         }
-        self.audit.append(record)
-        audit_log.info("%s", json.dumps(record, sort_keys=True))
+        if cleared:
+            record["guards_cleared"] = sorted(cleared)
+        self._audit(record)
         if result.outcome == "applied":
             self._publish_shares(result.flagset)
+            self.publish_guards()
             self.refresh_drift()
-            self._schedule_drains(result.flagset)
+            for flag in result.flagset.flags.values():
+                self._drain_moved(flag)
+
+    def _audit(self, record: dict[str, Any]) -> None:
+        self.audit.append(record)
+        audit_log.info("%s", json.dumps(record, sort_keys=True))
+
+    # -- guards ------------------------------------------------------------------------
+
+    def observe(self, flag: str | None, watched: str, bad: bool) -> None:
+        """One observation for a flag's guard; trips it when the budget is spent."""
+        trip = self.guards.observe(flag, watched, bad, time.time())
+        if trip is not None:
+            self._tripped(trip)
+
+    def _tripped(self, trip: Trip) -> None:
+        """Hold the flag on legacy: record it, then move its connections per its policy."""
+        self.metrics.guard_tripped.labels(trip.flag).set(1)
+        self.metrics.guard_trips.labels(trip.flag, trip.watched).inc()
+        log.warning(
+            "guard tripped: flag %s %s %.3f over %d samples (limit %g); holding it on legacy",
+            trip.flag,
+            trip.watched,
+            trip.ratio,
+            trip.samples,
+            trip.limit,
+        )
+        current = self.flags.current
+        self._audit(
+            {
+                "at": trip.at,
+                "outcome": "guard_tripped",
+                "old_hash": current.digest[:12],
+                "new_hash": current.digest[:12],
+                "flag": trip.flag,
+                "guard": trip.watched,
+                "ratio": round(trip.ratio, 4),
+                "limit": trip.limit,
+                "samples": trip.samples,
+                "changes": [],
+                "error": None,
+            }
+        )
+        self.refresh_drift()
+        flag = current.flags.get(trip.flag)
+        if flag is not None:
+            self._drain_moved(flag)
+
+    def publish_guards(self) -> None:
+        """One series per guarded flag, at zero until it trips (alerts need the zero)."""
+        self.metrics.guard_tripped.clear()
+        for key, flag in self.flags.current.flags.items():
+            if flag.guard is None:
+                continue
+            self.metrics.guard_tripped.labels(key).set(int(self.guards.tripped(key)))
+            for watched in WATCHED:
+                self.metrics.guard_trips.labels(key, watched)
 
     def refresh_drift(self) -> None:
         """Mark open connections whose mode the flags in force no longer give them."""
@@ -299,8 +374,8 @@ class Proxy:
             self.metrics.drift.labels(route).set(n)
 
     def guard_states(self) -> dict[str, Any]:
-        """Per flag with a guard: whether it holds the flag on legacy (none yet)."""
-        return {}
+        """Per flag with a guard: its limits, the window's counts, and the trip if any."""
+        return self.guards.snapshot(time.time())
 
     def plan(self, candidate: FlagSet) -> Plan:
         """What applying `candidate` would do to the connections open now."""
@@ -317,22 +392,25 @@ class Proxy:
             for mode, share in rollout_shares(flag).items():
                 self.metrics.rollout_share.labels(key, mode).set(share)
 
-    def _schedule_drains(self, flagset: FlagSet) -> None:
-        for key, flag in flagset.flags.items():
-            rate = getattr(flag, "drain_rate", None)
-            if not rate:
-                continue
-            routes = set(flag.routes)
-            moved = [c for c in self.connections if c.drifted and c.route.name in routes]
-            if moved:
-                log.info("flag %s: draining %d connections at %g/s", key, len(moved), rate)
-                self.shadow.spawn(self._drain(moved, rate))
+    def _drain_moved(self, flag: Flag) -> None:
+        """Under the flag's drain policy, close its drifted connections (keep: nothing)."""
+        rate = flag.drain_rate
+        if not rate:
+            return
+        routes = set(flag.routes)
+        moved = [c for c in self.connections if c.drifted and c.route.name in routes]
+        if moved:
+            log.info("flag %s: draining %d connections at %g/s", flag.key, len(moved), rate)
+            self.shadow.spawn(self._drain(moved, rate))
 
     async def _drain(self, moved: list[Connection], rate: float) -> None:
         """Close moved connections with 1012 so clients reconnect into their new mode, at
-        most `rate` per second, with jitter so a rollback is no reconnect storm."""
+        most `rate` per second, with jitter so a rollback is no reconnect storm.
+
+        Each gap is 1 to 1.5 times 1/rate: never faster than the rate, and replicas that
+        drain together do not close in lockstep."""
         for conn in moved:
-            await asyncio.sleep(random.uniform(0.5, 1.5) / rate)
+            await asyncio.sleep(random.uniform(1.0, 1.5) / rate)
             if conn not in self.connections or not conn.drifted or conn.ending:
                 continue
             conn.ending = "drained"
@@ -427,7 +505,7 @@ class Proxy:
         filters = IDENTITY
         if translator is not None and backend_name == "unified":
             filters = Filters(inbound=translator.client_frame, outbound=translator.backend_frame)
-        tee = self._start_tee(request, route, dialect, style, decision.mode, offered, translator)
+        tee = self._start_tee(request, route, dialect, style, decision, offered, translator)
         if tee is not None:
             filters = replace(filters, inbound_tap=tee.client_tap, outbound_tap=tee.primary_tap)
         conn = Connection(
@@ -459,6 +537,10 @@ class Proxy:
                 filters=filters,
             )
             outcome_label = conn.ending or outcome.label
+            if backend_name == "unified" and not conn.ending:
+                # The client was told 1011: the unified router failed it mid-session.
+                failed = outcome.client_code == CLOSE_INTERNAL_ERROR
+                self.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
         finally:
             self.connections.discard(conn)
             if conn.drifted:
@@ -490,14 +572,17 @@ class Proxy:
         be the reason a user cannot chat.
         """
         backend_name = PRIMARY[decision.mode]
+        unified = backend_name == "unified"
         try:
-            return (
-                backend_name,
-                decision,
-                await self._connect(backend_name, request, offered, headers),
-            )
+            ws = await self._connect(backend_name, request, offered, headers)
+            if unified:
+                self.observe(decision.flag, UNIFIED_ERROR_RATIO, False)
+            return backend_name, decision, ws
         except upstream.UpstreamRefused as refusal:
             self.metrics.upstream_connect_failures.labels(backend_name, "status").inc()
+            if unified and refusal.status >= 500:
+                # A 4xx is the router refusing this user, as legacy would; not an outage.
+                self.observe(decision.flag, UNIFIED_ERROR_RATIO, True)
             if not self._falls_back(backend_name, refusal.status):
                 self.metrics.handshake_refusals.labels(route.name, "upstream_refused").inc()
                 return web.Response(
@@ -505,6 +590,8 @@ class Proxy:
                 )
         except upstream.UpstreamUnavailable as exc:
             self.metrics.upstream_connect_failures.labels(backend_name, exc.reason).inc()
+            if unified:
+                self.observe(decision.flag, UNIFIED_ERROR_RATIO, True)
             log.warning("backend %s unavailable for route %s: %s", backend_name, route.name, exc)
             if not self._falls_back(backend_name, None):
                 self.metrics.handshake_refusals.labels(route.name, "upstream_unavailable").inc()
@@ -556,11 +643,12 @@ class Proxy:
         route: Route,
         dialect: str,
         style: AuthStyle,
-        mode: Mode,
+        decision: Decision,
         offered: list[str],
         translator: Translator | None,
     ) -> Tee | None:
         """In shadow and live modes, the compared secondary; None when not admitted."""
+        mode = decision.mode
         if mode not in (Mode.SHADOW, Mode.LIVE) or not self.shadow.admit(route.name):
             return None
         secondary = "unified" if mode is Mode.SHADOW else "legacy"
@@ -574,6 +662,7 @@ class Proxy:
             dialect=dialect,
             primary=Side.LEGACY if mode is Mode.SHADOW else Side.UNIFIED,
             client_to_secondary=to_secondary,
+            observe=functools.partial(self.observe, decision.flag),
         )
         backend = self.config.backend(secondary)
         tee.start(

@@ -19,7 +19,7 @@ import logging.handlers
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from legacy_adapters.registry import adapter as dialect_adapter
 from proxy import upstream
 from proxy.compare import Comparator, Outcome, Side, Verdict
 from proxy.config import ShadowSettings
+from proxy.guards import MISMATCH_RATIO, UNIFIED_ERROR_RATIO
 from proxy.metrics import Metrics
 from proxy.redact import redact
 
@@ -146,8 +147,11 @@ class Tee:
         dialect: str,
         primary: Side,
         client_to_secondary: Callable[[bytes], tuple[str, ...]] | None,
+        observe: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.hub = hub
+        # Feeds the flag's guard (proxy/guards.py): what it watches, and whether it failed.
+        self._observe = observe or _ignore
         self.route = route
         self.mode = mode
         self.primary = primary
@@ -245,7 +249,11 @@ class Tee:
                 self._secondary_failed(backend, "refused")
             except upstream.UpstreamUnavailable:
                 self._secondary_failed(backend, "unavailable")
+                if self.secondary is Side.UNIFIED:
+                    self._observe(UNIFIED_ERROR_RATIO, True)
             else:
+                if self.secondary is Side.UNIFIED:
+                    self._observe(UNIFIED_ERROR_RATIO, False)
                 io = [
                     asyncio.create_task(self._write_loop(self._ws, backend)),
                     asyncio.create_task(self._read_loop(self._ws, backend)),
@@ -337,6 +345,7 @@ class Tee:
         m = self.hub.metrics
         for v in verdicts:
             m.comparisons.labels(self.route, self.mode, v.outcome.value).inc()
+            self._guard(v)
             for d in v.differences:
                 m.mismatches.labels(self.route, self.mode, d.category.value).inc()
             for side, duration, first in (
@@ -371,6 +380,32 @@ class Tee:
                     v.turn,
                     ",".join(sorted({d.category.value for d in v.differences})),
                 )
+
+    def _guard(self, v: Verdict) -> None:
+        """What one verdict tells the flag's guard."""
+        if v.outcome in (Outcome.MATCH, Outcome.MISMATCH):
+            self._observe(MISMATCH_RATIO, v.outcome is Outcome.MISMATCH)
+            # An agent_error only on the unified side is the router failing a turn that
+            # legacy served; the same error on both sides is the request's own fault.
+            self._observe(
+                UNIFIED_ERROR_RATIO,
+                _agent_error(v.unified_events) and not _agent_error(v.legacy_events),
+            )
+        elif (
+            self.secondary is Side.UNIFIED
+            and not v.dropped
+            and v.outcome in (Outcome.SHADOW_TIMEOUT, Outcome.SHADOW_ERROR)
+        ):
+            # The unified secondary never finished the turn, or failed: as an outage.
+            self._observe(UNIFIED_ERROR_RATIO, True)
+
+
+def _ignore(watched: str, bad: bool) -> None:
+    pass
+
+
+def _agent_error(events: tuple[Mapping[str, Any], ...]) -> bool:
+    return any(e.get("type") == "agent_error" for e in events)
 
 
 def _parse(data: bytes) -> dict[str, Any] | None:
