@@ -1,0 +1,248 @@
+"""The admin status page as a release manager sees it: rendered by real headless
+Chromium against a proxy in front of the reference backends, with connections open in
+several modes, a shadow mismatch and a flag change behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from demo.settings import BackendSettings
+from proxy.server import Running
+from tests.functional.conftest import SECRET, Stack, metric, token, wait_for
+from tests.html_tree import Element, parse, table_rows
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_TIMEOUT = 60.0
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+# Distinctive ids, so finding one anywhere on the page means a leak.
+UNIFIED_USER = "u-status-unified-5c1d"
+LEGACY_USER = "u-status-legacy-9e2b"
+SHADOW_USER = "u-status-shadow-47af"
+
+FLAGS = f"""
+flags:
+  unified_router:
+    routes: [main, api, main_user, main_v1, factory, isolated, legacy, legacy_test]
+    targets: {{unified: [{UNIFIED_USER}], shadow: [{SHADOW_USER}]}}
+"""
+# The change under test: the legacy user moves to unified while connected (drift).
+FLAGS_MOVED = f"""
+flags:
+  unified_router:
+    routes: [main, api, main_user, main_v1, factory, isolated, legacy, legacy_test]
+    targets: {{unified: [{UNIFIED_USER}, {LEGACY_USER}], shadow: [{SHADOW_USER}]}}
+"""
+SHADOW_FAST = """
+shadow:
+  queue_frames: 64
+  compare: {timeout_factor: 2, timeout_floor: 0.5}
+"""
+START = json.dumps({"type": "start_agent", "payload": {"user_request": "Optimize my costs"}})
+
+
+def chromium_args(profile: Path, *extra: str) -> list[str]:
+    return [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        *extra,
+    ]
+
+
+async def run_chromium(args: list[str]) -> str:
+    """Run Chromium to completion (bounded); its stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CHROMIUM_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail(f"chromium did not finish within {CHROMIUM_TIMEOUT:.0f} s")
+    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode()[-2000:]}"
+    return out.decode()
+
+
+async def admin_json(proxy: Running, path: str) -> Any:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{proxy.admin_port}{path}") as r,
+    ):
+        assert r.status == 200
+        return await r.json()
+
+
+async def connect(
+    stack: AsyncExitStack, session: aiohttp.ClientSession, proxy: Running, user: str
+) -> aiohttp.ClientWebSocketResponse:
+    ws = await stack.enter_async_context(
+        session.ws_connect(
+            f"ws://127.0.0.1:{proxy.port}/ws",
+            headers={"Authorization": f"Bearer {token(user)}"},
+        )
+    )
+    hello = json.loads((await ws.receive()).data)
+    assert hello["type"] == "connection_established"
+    return ws
+
+
+async def one_turn(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_str(START)
+    async with asyncio.timeout(10):
+        while json.loads((await ws.receive()).data).get("type") not in (
+            "agent_completed",
+            "agent_error",
+        ):
+            pass
+
+
+def counts(row: Element) -> dict[str, str]:
+    return {
+        td.attrs["data-mode"]: td.text
+        for td in row.find_all("td", class_="n")
+        if td.attrs.get("data-mode")
+    }
+
+
+async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatches_and_guards(
+    stack: Stack, tmp_path: Path
+) -> None:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-test-deps.sh to install Chromium")
+    await stack.backends(
+        legacy=BackendSettings(jwt_secret=SECRET, event_delay=0.05),
+        unified=BackendSettings(jwt_secret=SECRET, divergence="other_tool"),
+    )
+    proxy = await stack.proxy(FLAGS, extra=SHADOW_FAST)
+    tokens = [token(u) for u in (UNIFIED_USER, LEGACY_USER, SHADOW_USER)]
+
+    async with aiohttp.ClientSession() as session, AsyncExitStack() as conns:
+        await connect(conns, session, proxy, UNIFIED_USER)
+        await connect(conns, session, proxy, LEGACY_USER)
+        shadow_ws = await connect(conns, session, proxy, SHADOW_USER)
+        await one_turn(shadow_ws)  # the unified router calls another tool: a mismatch
+
+        async def mismatch_recorded() -> bool:
+            return bool((await admin_json(proxy, "/shadow"))["recent_mismatches"])
+
+        await wait_for(mismatch_recorded, timeout=10)
+
+        (stack.tmp / "p" / "flags.yaml").write_text(FLAGS_MOVED)
+
+        async def drifted() -> bool:
+            return await metric(proxy.admin_port, "strangler_connection_drift", route="main") == 1
+
+        async def applied() -> bool:
+            records = (await admin_json(proxy, "/flags/audit"))["records"]
+            return len(records) >= 2 and records[0]["outcome"] == "applied"
+
+        await wait_for(applied, timeout=10)
+        await wait_for(drifted, timeout=10)
+        status = await admin_json(proxy, "/flags/status")
+        sample = (await admin_json(proxy, "/shadow"))["recent_mismatches"][0]
+
+        url = f"http://127.0.0.1:{proxy.admin_port}/status"
+        dom = await run_chromium(chromium_args(tmp_path / "chromium", "--dump-dom", url))
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "status-page.png"
+        shot.unlink(missing_ok=True)
+        await run_chromium(
+            chromium_args(
+                tmp_path / "chromium",
+                f"--screenshot={shot}",
+                "--window-size=1280,2000",
+                url,
+            )
+        )
+
+    page = parse(dom)
+    assert page.find("title").text == "strangler status"
+    assert page.by_id("flags-hash").text == status["hash"]
+    assert page.by_id("flags-error").text == "none"
+
+    rows = table_rows(page.by_id("connections"), lambda r: r.attrs["data-route"])
+    assert counts(rows["main"]) == {"legacy": "1", "shadow": "1", "live": "0", "unified": "1"}
+    assert rows["main"].find("td", class_="drift").text == "1"
+    assert rows["factory"].find("td", class_="total").text == "0"
+
+    flag = page.by_id("flags").find("tr", data_flag="unified_router")
+    assert flag.find("td", class_="targets").text == "shadow: 1, unified: 2"
+    assert flag.find("span", data_mode="legacy").text == "legacy 100%"
+
+    latest = page.by_id("audit").find_all("tr", class_="reload")[0]
+    assert latest.find("td", class_="outcome").text == "applied"
+    assert status["hash"] in latest.find("td", class_="hashes").text
+    assert "unified_router: changed" in latest.find("td", class_="changes").text
+    assert '"unified": "+1 -0"' in latest.find("td", class_="changes").text
+
+    mismatch = page.by_id("mismatches").find("tr", data_route="main")
+    assert mismatch.find("td", class_="mode").text == "shadow"
+    assert mismatch.find("td", class_="turn").text == str(sample["turn"])
+    assert mismatch.find("td", class_="request").text == "start_agent"
+    assert "tool_set" in mismatch.find("td", class_="categories").text
+
+    guards = page.by_id("section-guards")
+    if status["guards"]:
+        listed = table_rows(guards.find("table", id="guards"), lambda r: r.attrs["data-flag"])
+        assert set(listed) == {str(k) for k in status["guards"]}
+    else:
+        assert guards.find("p", id="no-guards").text == "no guards configured"
+
+    for secret in (UNIFIED_USER, LEGACY_USER, SHADOW_USER, *tokens):
+        assert secret not in dom
+
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000  # a rendered page, not an empty image
+
+
+async def test_admin_root_redirects_to_the_status_page(stack: Stack) -> None:
+    await stack.backends()
+    proxy = await stack.proxy(FLAGS)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{proxy.admin_port}/", allow_redirects=False) as r,
+    ):
+        assert r.status == 302
+        assert r.headers["Location"] == "/status"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{proxy.admin_port}/status") as r,
+    ):
+        assert r.status == 200
+        assert r.content_type == "text/html"
+        assert parse(await r.text()).by_id("no-mismatches").text == "no shadow mismatches recorded"
+
+
+async def test_status_page_needs_the_admin_token_when_one_is_set(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRANGLER_TEST_ADMIN_TOKEN", "admin-token-for-the-status-test")
+    await stack.backends()
+    proxy = await stack.proxy(FLAGS, extra="admin_auth: {token_env: STRANGLER_TEST_ADMIN_TOKEN}")
+    base = f"http://127.0.0.1:{proxy.admin_port}"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{base}/status") as r:
+            assert r.status == 401
+        headers = {"Authorization": "Bearer admin-token-for-the-status-test"}
+        async with s.get(f"{base}/status", headers=headers) as r:
+            assert r.status == 200
+            assert "strangler status" in await r.text()
