@@ -280,6 +280,14 @@ class Metrics:
                 self.connections_open.labels(route, mode)
             for reason in REFUSALS:
                 self.handshake_refusals.labels(route, reason)
+            # Rare events: without a zero series their panels and rates show nothing
+            # rather than "none happened".
+            for reason in BAD_INPUT:
+                self.bad_input.labels(route, reason)
+            for reason in SECONDARY_SKIPS:
+                self.secondary_skipped.labels(route, reason)
+            for queue in SECONDARY_QUEUES:
+                self.secondary_dropped.labels(route, queue)
 
     def set_active_flags(self, digest: str, loaded_at: float) -> None:
         """Point strangler_flags_info at the file now in force."""
