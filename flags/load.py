@@ -265,6 +265,11 @@ def _parse_yaml(data: bytes, source: str) -> Any:
         return yaml.load(data, Loader=FlagLoader)
     except yaml.YAMLError as exc:
         raise FlagFileError(source, "", yaml_error_message(exc)[1]) from exc
+    except (ValueError, OverflowError) as exc:
+        # YAML's timestamp constructor raises these, unmarked, for 2030-13-45T09:00:00Z.
+        raise FlagFileError(
+            source, "", f"the file is not valid YAML: a timestamp is not a real date ({exc})."
+        ) from exc
 
 
 # --- validation -----------------------------------------------------------------------------
