@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from flags.load import FlagFileError
 from proxy import __version__
 from proxy.config import ConfigError, load_config
+from proxy.flags_cli import add_flags_parser
 
 EXIT_CONFIG = 2
 
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--secret", default=None, help="HS256 secret (default: the demo's)")
     client.add_argument("--timeout", type=float, default=10.0)
     client.set_defaults(func=_cmd_client)
+
+    add_flags_parser(sub)  # strangler flags check|explain|plan|status (proxy/flags_cli.py)
     return parser
 
 
