@@ -35,6 +35,7 @@ from legacy_adapters.translate import Translator
 from proxy import passthrough, upstream
 from proxy.compare import Side
 from proxy.config import DIALECT_AUTH, AuthStyle, Config, Route
+from proxy.connection_log import ConnectionLog
 from proxy.guards import UNIFIED_ERROR_RATIO, WATCHED, Guards, Trip
 from proxy.identity import (
     AuthError,
@@ -521,6 +522,15 @@ class Proxy:
         self.idle.clear()
         m = self.metrics
         m.connections_open.labels(route.name, decision.mode.value).inc()
+        logged = ConnectionLog(
+            route.name,
+            decision.mode.value,
+            decision.reason.value,
+            decision.flag,
+            backend_name,
+            dialect,
+        )
+        logged.opened()
         outcome_label = "client_gone"
         try:
             outcome = await relay(
@@ -551,6 +561,7 @@ class Proxy:
             # The proxy's own reason wins: the relay may have ended by being cut off.
             outcome_label = conn.ending or outcome_label
             m.connections.labels(route.name, decision.mode.value, outcome_label).inc()
+            logged.closed(outcome_label, client_ws.close_code)
             if tee is not None:
                 tee.primary_closed()
             if not upstream_ws.closed:

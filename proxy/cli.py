@@ -13,21 +13,21 @@ from flags.load import FlagFileError
 from proxy import __version__
 from proxy.config import ConfigError, load_config
 from proxy.flags_cli import add_flags_parser
+from proxy.logs import setup_logging
 
 EXIT_CONFIG = 2
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _not_a_declined_offer(record: logging.LogRecord) -> bool:
     # A client offer the serving backend declined is mirrored on purpose (the client
     # sees what the backend said); aiohttp would warn about it on every handshake.
-    logging.getLogger("aiohttp.websocket").addFilter(
-        lambda record: "overlap server-known" not in record.getMessage()
-    )
+    return "overlap server-known" not in record.getMessage()
+
+
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    setup_logging(level, fmt)
+    # The same function object each time, so a second setup adds no second filter.
+    logging.getLogger("aiohttp.websocket").addFilter(_not_a_declined_offer)
 
 
 def _run_loop(main: asyncio.Future[None] | object) -> None:
@@ -50,6 +50,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"strangler: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    # The config's logging section; --log-level (or STRANGLER_LOG_LEVEL) overrides its level.
+    args.log_level = args.log_level or config.logging.level  # workers inherit it
+    _setup_logging(args.log_level, config.logging.format)
     try:
         _run_loop(serve_forever(config))
     except FlagFileError as exc:
@@ -111,7 +114,11 @@ def _cmd_client(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strangler", description=__doc__)
     parser.add_argument("--version", action="version", version=f"strangler {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("STRANGLER_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("STRANGLER_LOG_LEVEL"),
+        help="debug, info, warning, error (default: the config's logging.level, else info)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the proxy")
@@ -148,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level or "info")
     code: int = args.func(args)
     return code
 

@@ -185,6 +185,17 @@ class ShadowSettings:
     mismatch_log_backups: int = 3
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """How the process logs: `text` for people, `json` (one object a line) for collectors."""
+
+    format: str = "text"
+    level: str = "info"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     source: str
@@ -201,6 +212,7 @@ class Config:
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     admin_token: str | None = None  # a bearer token the admin port requires, if set
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
     def route_names(self) -> frozenset[str]:
@@ -429,6 +441,7 @@ def parse_config(text: str, source: str) -> Config:
             "shadow",
             "limits",
             "admin_auth",
+            "logging",
         }
     )
     base = Path(source).resolve().parent
@@ -467,6 +480,7 @@ def parse_config(text: str, source: str) -> Config:
         shadow=_shadow(r, base),
         limits=_limits(r),
         admin_token=_admin_token(r, base),
+        logging=_logging(r),
     )
 
 
@@ -498,6 +512,18 @@ def _limits(r: _Reader) -> LimitSettings:
         stalled_close_code=code,
         **counts,
     )
+
+
+def _logging(r: _Reader) -> LoggingSettings:
+    lg = r.sub("logging")
+    lg.only({"format", "level"})
+    fmt = lg.get("format", str, "text")
+    if fmt not in ("text", "json"):
+        raise lg.fail("format", f"must be text or json, got {fmt!r}")
+    level = lg.get("level", str, "info").lower()
+    if level not in LOG_LEVELS:
+        raise lg.fail("level", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return LoggingSettings(format=fmt, level=level)
 
 
 def _admin_token(r: _Reader, base: Path) -> str | None:

@@ -1,0 +1,150 @@
+"""`strangler run` with `logging: {format: json}`: one JSON line when a connection opens
+and one when it closes, with route, mode and outcome, and never the user or the token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.functional.conftest import ROUTES, SECRET, Upstream, free_port, token, wait_for
+
+USER = "u-log-8d2f1c"  # distinctive, so finding it anywhere in the log means a leak
+FLAGS = f"""
+flags:
+  unified_router:
+    routes: [main, main_user]
+    targets: {{unified: [{USER}]}}
+"""
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[tuple[Upstream, Upstream]]:
+    legacy, unified = Upstream("legacy"), Upstream("unified")
+    await legacy.start()
+    await unified.start()
+    yield legacy, unified
+    await legacy.stop()
+    await unified.stop()
+
+
+class LogReader:
+    """Collects a subprocess's stderr lines as they arrive."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.lines: list[str] = []
+        self.task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.lines.append(line.decode().rstrip("\n"))
+
+    def records(self, logger: str) -> list[dict[str, Any]]:
+        out = []
+        for line in self.lines:
+            data = json.loads(line)  # every line is one JSON object
+            if data.get("logger") == logger:
+                out.append(data)
+        return out
+
+
+async def test_json_log_has_one_open_and_one_close_line_per_connection_without_user_or_token(
+    tmp_path: Path, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    legacy, unified = upstreams
+    port, admin = free_port(), free_port()
+    (tmp_path / "flags.yaml").write_text(FLAGS)
+    (tmp_path / "strangler.yaml").write_text(
+        f"""
+listen: 127.0.0.1:{port}
+admin_listen: 127.0.0.1:{admin}
+backends:
+  legacy: {{url: "{legacy.url}"}}
+  unified: {{url: "{unified.url}/v1/ws"}}
+{ROUTES}
+flags: {{file: flags.yaml, poll_interval: 60}}
+jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
+logging: {{format: json, level: info}}
+"""
+    )
+    env = {k: v for k, v in os.environ.items() if k != "STRANGLER_LOG_LEVEL"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy.cli",
+        "run",
+        "--config",
+        str(tmp_path / "strangler.yaml"),
+        env={**env, "STRANGLER_TEST_SECRET": SECRET},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    log = LogReader(proc.stderr)
+    secret_token = token(USER)
+    try:
+
+        async def ready() -> bool:
+            try:
+                async with (
+                    aiohttp.ClientSession() as s,
+                    s.get(f"http://127.0.0.1:{admin}/readyz") as r,
+                ):
+                    return r.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await wait_for(ready, timeout=15)
+        # The path carries the user id, the header the token: neither may reach the log.
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(
+                f"ws://127.0.0.1:{port}/ws/{USER}",
+                headers={"Authorization": f"Bearer {secret_token}"},
+            ) as ws,
+        ):
+            await ws.close(code=1000)
+        assert [h["headers"]["X-Strangler-Route"] for h in unified.handshakes] == ["main_user"]
+
+        async def closed_logged() -> bool:
+            return any('"connection closed"' in line for line in log.lines)
+
+        await wait_for(closed_logged, timeout=10)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        async with asyncio.timeout(15):
+            await proc.wait()
+            await log.task
+
+    connections = log.records("strangler.connections")
+    assert [r["message"] for r in connections] == ["connection opened", "connection closed"]
+    opened, closed = connections
+    expected = {
+        "level": "info",
+        "route": "main_user",
+        "mode": "unified",
+        "reason": "target",
+        "flag": "unified_router",
+        "backend": "unified",
+        "dialect": "main_payload",
+    }
+    for rec in (opened, closed):
+        assert {k: rec.get(k) for k in expected} == expected
+        assert rec["time"].endswith("Z")
+    assert closed["outcome"] == "client_closed"
+    assert closed["close_code"] == 1000
+    assert 0 <= closed["duration_s"] < 60
+    assert proc.returncode == 0
+    everything = "\n".join(log.lines)
+    assert USER not in everything
+    assert secret_token not in everything
+    assert secret_token.split(".")[1] not in everything  # not even the claims part
+    assert "Traceback" not in everything
