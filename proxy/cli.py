@@ -53,8 +53,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # The config's logging section; --log-level (or STRANGLER_LOG_LEVEL) overrides its level.
     args.log_level = args.log_level or config.logging.level  # workers inherit it
     _setup_logging(args.log_level, config.logging.format)
+    if args.workers is not None:
+        from proxy.workers import run_supervisor
+
+        return run_supervisor(args.config, config, args.workers, args.log_level, _run_loop)
     try:
-        _run_loop(serve_forever(config))
+        if args.worker_index is not None:
+            from proxy.workers import run_worker
+
+            _run_loop(run_worker(config, args.worker_index))
+        else:
+            _run_loop(serve_forever(config))
     except FlagFileError as exc:
         print(f"strangler: flag file error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -111,6 +120,16 @@ def _cmd_client(args: argparse.Namespace) -> int:
     )
 
 
+def _worker_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strangler", description=__doc__)
     parser.add_argument("--version", action="version", version=f"strangler {__version__}")
@@ -123,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the proxy")
     run.add_argument("--config", "-c", default="strangler.yaml")
+    run.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=None,
+        help="run N proxy processes on the listen port, one admin port for all",
+    )
+    # Set by the supervisor when it starts a worker (proxy/workers.py).
+    run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="validate strangler.yaml and its flag file")

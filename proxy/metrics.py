@@ -7,9 +7,12 @@ raw path or connection id is never a label value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from proxy import __version__
 
@@ -79,13 +82,24 @@ _CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class Metrics:
-    """The proxy's metrics, registered on an injected registry so tests get a fresh one."""
+    """The proxy's metrics, registered on an injected registry so tests get a fresh one.
+
+    Under `strangler run --workers N` every process writes its values to shared files
+    (prometheus-client's multiprocess mode); each gauge's `multiprocess_mode` says how
+    the supervisor combines them: `livesum` for counts of open things, `livemax` where
+    every worker holds the same value or the worst one matters. Without the
+    PROMETHEUS_MULTIPROC_DIR environment variable the modes are ignored.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.build_info = Gauge(
-            "strangler_build_info", "Version of the running proxy.", ["version"], registry=r
+            "strangler_build_info",
+            "Version of the running proxy.",
+            ["version"],
+            registry=r,
+            multiprocess_mode="max",
         )
         self.build_info.labels(__version__).set(1)
         self.connections_open = Gauge(
@@ -93,6 +107,7 @@ class Metrics:
             "Client WebSocket connections open now.",
             ["route", "mode"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.connections = Counter(
             "strangler_connections",
@@ -154,11 +169,13 @@ class Metrics:
             "The active flag file: 1 for its content hash (first 12 hex digits of SHA-256).",
             ["hash"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.flags_loaded_timestamp = Gauge(
             "strangler_flags_loaded_timestamp_seconds",
             "When the active flag file was applied (Unix time).",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.http_requests = Counter(
             "strangler_http_passthrough_requests",
@@ -172,6 +189,7 @@ class Metrics:
             "Compared secondary connections open now.",
             ["route", "backend"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.secondary_skipped = Counter(
             "strangler_secondary_skipped",
@@ -229,6 +247,7 @@ class Metrics:
             "Open connections whose mode differs from what the flags in force now say.",
             ["route"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.drained = Counter(
             "strangler_drained_connections",
@@ -241,12 +260,14 @@ class Metrics:
             "Configured share of a flag's users per mode (0..1), targets not included.",
             ["flag", "mode"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.guard_tripped = Gauge(
             "strangler_guard_tripped",
             "1 while a flag's guard holds it on legacy.",
             ["flag"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.guard_trips = Counter(
             "strangler_guard_trips",
@@ -265,6 +286,7 @@ class Metrics:
             "strangler_event_loop_lag_seconds",
             "How late the event loop ran a timer, sampled every second.",
             registry=r,
+            multiprocess_mode="livemax",
         )
         ProcessCollector(registry=r)
         self._active_hash: str | None = None
@@ -293,7 +315,60 @@ class Metrics:
         """Point strangler_flags_info at the file now in force."""
         short = digest[:12]
         if self._active_hash is not None and self._active_hash != short:
+            # Under --workers a removed series survives in the shared files: zero it first.
+            self.flags_info.labels(self._active_hash).set(0)
             self.flags_info.remove(self._active_hash)
         self._active_hash = short
         self.flags_info.labels(short).set(1)
         self.flags_loaded_timestamp.set(loaded_at)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSample:
+    """One worker process as the supervisor sees it (proxy/workers.py)."""
+
+    index: int
+    up: bool
+    restarts: int
+    cpu_seconds: float | None  # None when /proc cannot tell (not Linux, or gone)
+    resident_bytes: int | None
+
+
+class WorkerStatsCollector(Collector):
+    """Per-worker process figures on the supervisor's /metrics.
+
+    process_* series cannot be summed from the shared files, so the supervisor reads
+    each worker from /proc; the `worker` label is the index (0..N-1), never a pid.
+    """
+
+    def __init__(self, sample: Callable[[], Iterable[WorkerSample]]) -> None:
+        self._sample = sample
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "strangler_worker_up", "1 while the worker process runs.", labels=["worker"]
+        )
+        restarts = CounterMetricFamily(
+            "strangler_worker_restarts",
+            "Times the supervisor restarted a worker after it died.",
+            labels=["worker"],
+        )
+        cpu = CounterMetricFamily(
+            "strangler_worker_cpu_seconds",
+            "User and system CPU time of the worker process now running.",
+            labels=["worker"],
+        )
+        rss = GaugeMetricFamily(
+            "strangler_worker_resident_memory_bytes",
+            "Resident memory of the worker process.",
+            labels=["worker"],
+        )
+        for w in self._sample():
+            label = [str(w.index)]
+            up.add_metric(label, 1.0 if w.up else 0.0)
+            restarts.add_metric(label, w.restarts)
+            if w.cpu_seconds is not None:
+                cpu.add_metric(label, w.cpu_seconds)
+            if w.resident_bytes is not None:
+                rss.add_metric(label, w.resident_bytes)
+        yield from (up, restarts, cpu, rss)

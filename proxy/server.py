@@ -32,10 +32,14 @@ class Running:
     stop: Callable[[], Awaitable[None]]
 
 
-def _listening_socket(address: Address) -> socket.socket:
+def _listening_socket(address: Address, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Several worker processes bind the same port; the kernel spreads new
+        # connections over them (proxy/workers.py).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((address.host, address.port))
     sock.setblocking(False)
     return sock
@@ -78,7 +82,9 @@ async def _sample_loop_lag(metrics: Metrics, every: float = 1.0) -> None:
         metrics.loop_lag.set(max(0.0, loop.time() - planned))
 
 
-async def start(config: Config, metrics: Metrics | None = None) -> Running:
+async def start(
+    config: Config, metrics: Metrics | None = None, *, reuse_port: bool = False
+) -> Running:
     """Load the flags, bind both listeners and start serving. Raises FlagFileError."""
     metrics = metrics or Metrics()
     listeners: list[Callable[[ReloadResult], None]] = []
@@ -97,7 +103,7 @@ async def start(config: Config, metrics: Metrics | None = None) -> Running:
         build_app(proxy), handle_signals=False, access_log=None, shutdown_timeout=1.0
     )
     await runner.setup()
-    sock = _listening_socket(config.listen)
+    sock = _listening_socket(config.listen, reuse_port)
     await web.SockSite(runner, sock).start()
     admin_runner = web.AppRunner(
         build_admin_app(proxy), handle_signals=False, access_log=None, shutdown_timeout=1.0
@@ -132,9 +138,16 @@ async def start(config: Config, metrics: Metrics | None = None) -> Running:
     return Running(proxy, sock.getsockname()[1], admin_sock.getsockname()[1], stop)
 
 
-async def serve_forever(config: Config) -> None:
+async def serve_forever(
+    config: Config,
+    *,
+    reuse_port: bool = False,
+    on_started: Callable[[Running], None] | None = None,
+) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP re-reads the flag file at once."""
-    running = await start(config)
+    running = await start(config, reuse_port=reuse_port)
+    if on_started is not None:
+        on_started(running)
     log.info(
         "listening on %s:%d, admin on %s:%d",
         config.listen.host,
