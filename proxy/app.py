@@ -545,11 +545,16 @@ class Proxy:
                     m.bytes.labels(route.name, backend_name, "backend_to_client"),
                 ),
                 filters=filters,
+                backend_lost_code=route.upstream_lost_close_code
+                or self.config.relay.upstream_lost_close_code,
             )
             outcome_label = conn.ending or outcome.label
             if backend_name == "unified" and not conn.ending:
-                # The client was told 1011: the unified router failed it mid-session.
-                failed = outcome.client_code == CLOSE_INTERNAL_ERROR
+                # The unified router failed the client mid-session: it sent 1011, or
+                # vanished (the client then got the route's backend-lost code).
+                failed = (
+                    outcome.client_code == CLOSE_INTERNAL_ERROR or outcome.label == "backend_gone"
+                )
                 self.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
         finally:
             self.connections.discard(conn)

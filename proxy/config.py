@@ -91,7 +91,20 @@ DEFAULT_HTTP_PASSTHROUGH = (
 )
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
 _SEGMENT_PARAM = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+# Close codes a server may send (RFC 6455 7.4): 1005, 1006 and 1015 are for reporting only.
+_SENDABLE_CLOSE = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015))
+
+
+def _close_code(r: _Reader, name: str, default: int | None) -> int | None:
+    code: int | None = r.get(name, int, default)
+    if code is not None and code not in _SENDABLE_CLOSE and not 3000 <= code <= 4999:
+        raise r.fail(
+            name, f"must be a close code a server may send (1000-1014, 3000-4999), got {code}"
+        )
+    return code
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,9 @@ class Route:
     auth: AuthStyle
     anonymous: bool
     pattern: re.Pattern[str] | None  # None for a literal path
+    # The close code this route's legacy code sent when its backend died mid-session;
+    # None: relay.upstream_lost_close_code.
+    upstream_lost_close_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +160,12 @@ class RelaySettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_period: float = DEFAULT_GRACE_PERIOD
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+    # What a client is sent when its backend vanishes without a close frame (1006 may
+    # never be sent); a route can override it with the code its legacy code used.
+    upstream_lost_close_code: int = 1011
+    # "auto": identity connections without a secondary are tunnelled as bytes after the
+    # handshake (proxy/tunnel.py); "off": every connection takes the per-frame relay.
+    tunnel: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +293,16 @@ class _Reader:
 _REQUIRED = object()
 
 
+def _tunnel(relay: _Reader) -> str:
+    # YAML 1.1 reads a bare `off` as false (and `on` as true): take those as meant.
+    value = relay.get("tunnel", (str, bool), "auto")
+    if isinstance(value, bool):
+        value = "auto" if value else "off"
+    if value not in ("auto", "off"):
+        raise relay.fail("tunnel", f"must be auto or off, got {value!r}")
+    return str(value)
+
+
 def _address(r: _Reader, name: str, default: str) -> Address:
     text = str(r.get(name, (str, int), default))
     host, sep, port = text.rpartition(":")
@@ -325,7 +357,7 @@ def _routes(r: _Reader) -> tuple[Route, ...]:
         if not isinstance(item, dict):
             raise r.fail(f"routes[{i}]", "must be a mapping")
         rr = _Reader(r.source, item, f"routes[{i}]")
-        rr.only({"name", "path", "dialect", "auth", "anonymous"})
+        rr.only({"name", "path", "dialect", "auth", "anonymous", "upstream_lost_close_code"})
         name = rr.get("name", str, _REQUIRED)
         if not _NAME.match(name):
             raise rr.fail("name", f"must match {_NAME.pattern}, got {name!r}")
@@ -348,7 +380,17 @@ def _routes(r: _Reader) -> tuple[Route, ...]:
         anonymous = rr.get("anonymous", bool, auth is AuthStyle.NONE)
         seen_names.add(name)
         seen_paths.add(path)
-        routes.append(Route(name, path, dialect, auth, anonymous, _compile_path(rr, path)))
+        routes.append(
+            Route(
+                name,
+                path,
+                dialect,
+                auth,
+                anonymous,
+                _compile_path(rr, path),
+                _close_code(rr, "upstream_lost_close_code", None),
+            )
+        )
     # Literal paths win over patterns so /ws/factory is never taken for /ws/{user_id}.
     return tuple(sorted(routes, key=lambda route: route.pattern is not None))
 
@@ -450,7 +492,9 @@ def parse_config(text: str, source: str) -> Config:
     flags = r.sub("flags")
     flags.only({"file", "poll_interval"})
     relay = r.sub("relay")
-    relay.only({"max_message_bytes", "grace_period", "close_timeout"})
+    relay.only(
+        {"max_message_bytes", "grace_period", "close_timeout", "upstream_lost_close_code", "tunnel"}
+    )
     max_bytes = relay.get("max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES)
     if max_bytes < 1024:
         raise relay.fail("max_message_bytes", "must be at least 1024")
@@ -474,6 +518,8 @@ def parse_config(text: str, source: str) -> Config:
             max_message_bytes=max_bytes,
             grace_period=float(relay.get("grace_period", float, DEFAULT_GRACE_PERIOD)),
             close_timeout=relay.positive("close_timeout", DEFAULT_CLOSE_TIMEOUT),
+            upstream_lost_close_code=_close_code(relay, "upstream_lost_close_code", 1011) or 1011,
+            tunnel=_tunnel(relay),
         ),
         http_passthrough=tuple(passthrough),
         tickets=_tickets(r),

@@ -41,6 +41,8 @@ Socket = web.WebSocketResponse[Any] | aiohttp.ClientWebSocketResponse[Any]
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_TEXT = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
@@ -80,6 +82,7 @@ class Outcome:
     label: str  # one of proxy.metrics.OUTCOMES
     client_code: int | None  # what the client was sent (None if it closed first or vanished)
     backend_code: int | None
+    bad_input: str | None = None  # the client's bad input that ended it (metrics.BAD_INPUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,8 @@ async def pump(
         if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
             return _ending(side, msg)
         data: bytes = msg.data
+        if kind is WSMsgType.TEXT and side is Side.CLIENT and not _valid_text(data):
+            return _INVALID_TEXT
         count()
         size(len(data))
         if tap is not None:
@@ -176,18 +181,39 @@ async def pump(
 async def _pump_identity(src: Socket, dst: Socket, side: Side, meters: Meters) -> End:
     count = meters.messages.inc
     size = meters.bytes.inc
+    check_text = side is Side.CLIENT
     while True:
         msg = await src.receive()
         kind = msg.type
         if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
             return _ending(side, msg)
         data = msg.data
+        if check_text and kind is WSMsgType.TEXT and not _valid_text(data):
+            return _INVALID_TEXT
         try:
             await dst.send_frame(data, kind)
         except _SEND_FAILURES:
             return End(side, EndKind.STOPPED)  # the destination vanished mid-send
         count()
         size(len(data))
+
+
+# A client text frame that is not UTF-8 (RFC 6455 8.1): the client is failed with 1007.
+_INVALID_TEXT = End(Side.CLIENT, EndKind.PROTOCOL_ERROR, CLOSE_INVALID_TEXT, b"Invalid UTF-8")
+
+
+def _valid_text(data: bytes) -> bool:
+    """Whether a text frame's payload is UTF-8 (text arrives undecoded: decode_text=False).
+
+    The ASCII test costs no allocation, so most JSON frames are never decoded.
+    """
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 async def _close(ws: Socket, code: int, reason: bytes) -> None:
@@ -220,8 +246,13 @@ async def relay(
     inbound: Meters,
     outbound: Meters,
     filters: Filters = IDENTITY,
+    backend_lost_code: int = CLOSE_INTERNAL_ERROR,
 ) -> Outcome:
-    """Pump both directions until one side ends, then end the other side to match."""
+    """Pump both directions until one side ends, then end the other side to match.
+
+    `backend_lost_code` is what the client gets when the backend vanishes without a
+    close frame (the route's legacy code may have used another code than 1011).
+    """
     sockets: dict[Side, Socket] = {Side.CLIENT: client, Side.BACKEND: backend}
     pumps = {
         asyncio.create_task(
@@ -269,23 +300,35 @@ async def relay(
             label = "too_big"
         else:
             # Gone, a protocol error, or a pump stopped by a failed send: the other
-            # side gets 1001 when the client went away, 1011 when the backend did.
-            fallback = CLOSE_GOING_AWAY if first.side is Side.CLIENT else CLOSE_INTERNAL_ERROR
+            # side gets 1001 when the client went away, 1011 (or the route's code) when
+            # the backend did.
+            fallback = CLOSE_GOING_AWAY if first.side is Side.CLIENT else backend_lost_code
             why = b"client went away" if first.side is Side.CLIENT else b"backend went away"
             sent[_other(first.side)] = fallback
             await _close(other, fallback, why)
-            await _close(end_of, sendable(first.code, fallback), b"")
+            await _close(end_of, sendable(first.code, fallback), first.reason)
             if first.kind is EndKind.PROTOCOL_ERROR:
                 label = "protocol_error"
             else:
                 label = f"{first.side.value}_gone"
         await asyncio.gather(*pending, return_exceptions=True)
-        return Outcome(label, sent[Side.CLIENT], sent[Side.BACKEND])
+        return Outcome(label, sent[Side.CLIENT], sent[Side.BACKEND], _bad_input(first))
     finally:
         for task in pumps:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _bad_input(end: End) -> str | None:
+    """The bad-input reason when the client ended the connection by breaking the rules."""
+    if end.side is not Side.CLIENT:
+        return None
+    if end.kind is EndKind.TOO_BIG:
+        return "too_big"
+    if end.kind is EndKind.PROTOCOL_ERROR:
+        return "invalid_utf8" if end.code == CLOSE_INVALID_TEXT else "protocol_error"
+    return None
 
 
 def _decisive(done: set[asyncio.Task[End]]) -> End:
