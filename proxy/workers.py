@@ -31,6 +31,7 @@ import signal
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,12 @@ def worker_config(config: Config) -> Config:
 
 async def run_worker(config: Config, index: int) -> None:
     """Serve as worker `index`: shared public port, private admin port, announced."""
+    # Removing or clearing a labelled series cannot reach the shared files, so its
+    # last value stays in the aggregate (README, "Multiple workers"); said once there,
+    # not on every flag change.
+    warnings.filterwarnings(
+        "ignore", r"(Removal of|Clearing) labels has not been implemented", UserWarning
+    )
     parent = os.getppid()
     watchers: set[asyncio.Task[None]] = set()
 
@@ -164,6 +171,7 @@ class Answer:
     content_type: str = ""
     body: bytes = b""
     error: str | None = None
+    location: str | None = None  # of a redirect, passed on as it is
 
     def entry(self) -> dict[str, Any]:
         out: dict[str, Any] = {"worker": self.worker.index, "pid": self.worker.pid}
@@ -436,8 +444,12 @@ class Supervisor:
             return Answer(w, None, error="not running")
         url = f"http://127.0.0.1:{port}{path}"
         try:
-            async with self._session.request(method, url, data=body, headers=headers) as r:
-                return Answer(w, r.status, r.headers.get("Content-Type", ""), await r.read())
+            async with self._session.request(
+                method, url, data=body, headers=headers, allow_redirects=False
+            ) as r:
+                body = await r.read()
+                ctype = r.headers.get("Content-Type", "")
+                return Answer(w, r.status, ctype, body, location=r.headers.get("Location"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Answer(w, None, error=type(exc).__name__)
 
@@ -453,9 +465,10 @@ def merge_answers(answers: list[Answer]) -> web.Response:
         # A page or plain text cannot be merged: worker 0's (or the first) answer.
         first = reached[0]
         assert first.status is not None
-        return web.Response(
-            body=first.body, status=first.status, headers={"Content-Type": first.content_type}
-        )
+        headers = {"Content-Type": first.content_type}
+        if first.location is not None:
+            headers["Location"] = first.location
+        return web.Response(body=first.body, status=first.status, headers=headers)
     statuses = {a.status for a in reached}
     status = statuses.pop() if len(statuses) == 1 else 502
     assert status is not None

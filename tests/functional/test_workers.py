@@ -40,10 +40,10 @@ class Workers:
         assert proc.stderr is not None
         self.stderr = asyncio.create_task(proc.stderr.read())
 
-    async def get(self, path: str) -> tuple[int, Any]:
+    async def get(self, path: str, method: str = "GET", data: bytes = b"") -> tuple[int, Any]:
         async with (
             aiohttp.ClientSession() as s,
-            s.get(f"http://127.0.0.1:{self.admin}{path}") as r,
+            s.request(method, f"http://127.0.0.1:{self.admin}{path}", data=data) as r,
         ):
             text = await r.text()
             return r.status, (json.loads(text) if r.content_type == "application/json" else text)
@@ -128,7 +128,7 @@ relay: {{grace_period: 1}}
 def _leave_stale_counter(metrics_dir: Path) -> None:
     """A file as an earlier run would leave it: 1000 connections that must not count."""
     metrics_dir.mkdir()
-    stale = MmapedDict(str(metrics_dir / "counter_999999.db"))
+    stale = MmapedDict(str(metrics_dir / "counter_999999.db"))  # type: ignore[no-untyped-call]
     key = mmap_key(
         "strangler_connections",
         "strangler_connections_total",
@@ -136,8 +136,8 @@ def _leave_stale_counter(metrics_dir: Path) -> None:
         ["main", "legacy", "client_closed"],
         "stale",
     )
-    stale.write_value(key, 1000.0, 0.0)
-    stale.close()
+    stale.write_value(key, 1000.0, 0.0)  # type: ignore[no-untyped-call]
+    stale.close()  # type: ignore[no-untyped-call]
 
 
 async def _ready(w: Workers) -> bool:
@@ -198,6 +198,28 @@ async def test_connections_spread_over_both_workers_and_metrics_count_each_once(
     assert await workers.total("strangler_connections_open") == 0
     assert await workers.total("strangler_worker_up") == 2
     assert await workers.total("strangler_worker_resident_memory_bytes") > 0
+
+
+async def test_admin_requests_reach_every_worker_and_come_back_as_one_answer(
+    workers: Workers,
+) -> None:
+    status, body = await workers.get("/flags/status")
+    assert status == 200
+    assert [w["worker"] for w in body["workers"]] == [0, 1]
+    assert len({w["body"]["hash"] for w in body["workers"]}) == 1
+    # The global shadow switch is per process: the supervisor flips it in every worker.
+    status, body = await workers.get("/shadow?enabled=false", method="POST")
+    assert status == 200
+    _, body = await workers.get("/shadow")
+    assert [w["body"]["enabled"] for w in body["workers"]] == [False, False]
+    # A candidate flag file every worker rejects is rejected once, with each reason.
+    status, body = await workers.get("/flags/plan", method="POST", data=b"flags: [")
+    assert status == 400
+    assert all("not valid YAML" in w["body"]["error"] for w in body["workers"])
+    # A page cannot be merged: it is worker 0's.
+    status, page = await workers.get("/status")
+    assert status == 200
+    assert page.lstrip().lower().startswith("<!doctype html")
 
 
 async def test_a_killed_worker_is_restarted_and_its_connections_leave_the_gauge(
