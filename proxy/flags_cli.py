@@ -326,11 +326,11 @@ def _guard(state: Any) -> str:
     parts = ["TRIPPED (held on legacy)" if state.get("tripped") else "ok"]
     for watched, w in sorted((state.get("watching") or {}).items()):
         if isinstance(w, dict):
-            ratio = w.get("ratio")
-            seen = "no samples" if ratio is None else f"{ratio:.2%}"
+            ratio, samples = w.get("ratio"), w.get("samples")
+            seen = "no samples yet" if ratio is None else f"{ratio:.2%} over {samples} samples"
             parts.append(
-                f"{watched} {seen} of {w.get('samples')} (limit {w.get('limit')}, "
-                f"judged from {state.get('min_samples')})"
+                f"{watched} {seen} (limit {w.get('limit')}, "
+                f"judged from {state.get('min_samples')} samples)"
             )
     trip = state.get("trip")
     if isinstance(trip, dict) and trip.get("at"):
