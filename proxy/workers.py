@@ -366,7 +366,12 @@ class Supervisor:
         except OSError:
             await runner.cleanup()
             raise
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ASK_TIMEOUT))
+        # No keep-alive: an idle connection would hold a draining worker's admin
+        # listener open for its whole shutdown timeout.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True),
+            timeout=aiohttp.ClientTimeout(total=ASK_TIMEOUT),
+        )
         return runner
 
     def _admin_app(self) -> web.Application:
