@@ -78,9 +78,7 @@ class Translated:
 
     to_peer: tuple[str, ...] = ()
     to_sender: tuple[str, ...] = ()
-
-
-_NOTHING: Final = Translated()
+    problem: str | None = None  # why a client frame was rejected (INVALID_JSON, ...)
 
 
 class Translator:
@@ -157,8 +155,8 @@ class Translator:
     def _reject(self, problem: str) -> Translated:
         reply = self._adapter.invalid_frame_reply(problem)
         if reply is None:
-            return _NOTHING
-        return Translated(to_sender=(_encode(reply),))
+            return Translated(problem=problem)
+        return Translated(to_sender=(_encode(reply),), problem=problem)
 
     def _remember_connection_id(self, greeting: Message) -> None:
         data = greeting.get("data")

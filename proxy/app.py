@@ -10,6 +10,7 @@ forwarded to the legacy backend.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import json
@@ -25,14 +26,16 @@ import aiohttp
 from aiohttp import hdrs, web
 from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
+from prometheus_client import Counter as PromCounter
 
 from flags.evaluate import Decision, evaluate
 from flags.model import Flag, FlagSet, Mode, Reason
 from flags.watch import FlagWatcher, ReloadResult
 from legacy_adapters.base import Context
 from legacy_adapters.registry import adapter, connection_mode, needs_translation, select_dialect
-from legacy_adapters.translate import Translator
+from legacy_adapters.translate import Translated, Translator
 from proxy import passthrough, upstream
+from proxy.client_socket import ClientSocket
 from proxy.compare import Side
 from proxy.config import DIALECT_AUTH, AuthStyle, Config, Route
 from proxy.connection_log import ConnectionLog
@@ -169,6 +172,11 @@ class Proxy:
                 text="shutting down, reconnect to another instance\n",
                 headers={"Retry-After": "1"},
             )
+        if not _well_formed(request):
+            # A bad Sec-WebSocket-Key or version: refused before any backend is dialled.
+            self.metrics.handshake_refusals.labels(route.name, "bad_handshake").inc()
+            self.metrics.bad_input.labels(route.name, "bad_handshake").inc()
+            raise web.HTTPBadRequest(text="malformed WebSocket handshake\n")
 
         offered = _offered_subprotocols(request)
         peer = request.remote or ""
@@ -481,7 +489,7 @@ class Proxy:
             return opened
         backend_name, decision, upstream_ws = opened
 
-        client_ws: web.WebSocketResponse[Any] = web.WebSocketResponse(
+        client_ws: web.WebSocketResponse[Any] = ClientSocket(
             protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (),
             autoclose=False,
             autoping=True,
@@ -505,7 +513,13 @@ class Proxy:
         )
         filters = IDENTITY
         if translator is not None and backend_name == "unified":
-            filters = Filters(inbound=translator.client_frame, outbound=translator.backend_frame)
+            filters = Filters(
+                inbound=_counting_rejects(
+                    translator.client_frame,
+                    self.metrics.bad_input.labels(route.name, "invalid_json"),
+                ),
+                outbound=translator.backend_frame,
+            )
         tee = self._start_tee(request, route, dialect, style, decision, offered, translator)
         if tee is not None:
             filters = replace(filters, inbound_tap=tee.client_tap, outbound_tap=tee.primary_tap)
@@ -549,6 +563,8 @@ class Proxy:
                 or self.config.relay.upstream_lost_close_code,
             )
             outcome_label = conn.ending or outcome.label
+            if outcome.bad_input is not None:
+                m.bad_input.labels(route.name, outcome.bad_input).inc()
             if backend_name == "unified" and not conn.ending:
                 # The unified router failed the client mid-session: it sent 1011, or
                 # vanished (the client then got the route's backend-lost code).
@@ -785,6 +801,31 @@ _AUTH_MESSAGES: dict[str, str] = {
     "malformed": "Malformed token",
     "invalid": "Invalid token",
 }
+
+
+def _well_formed(request: web.Request) -> bool:
+    """Whether the upgrade carries a version aiohttp speaks and a key of 16 base64 bytes."""
+    if request.headers.get(hdrs.SEC_WEBSOCKET_VERSION, "") not in ("13", "8", "7"):
+        return False
+    try:
+        key = base64.b64decode(request.headers.get(hdrs.SEC_WEBSOCKET_KEY, ""), validate=True)
+    except ValueError:  # binascii.Error, or a key that is not ASCII
+        return False
+    return len(key) == 16
+
+
+def _counting_rejects(
+    translate: Callable[[bytes], Translated], rejected: PromCounter
+) -> Callable[[bytes], Translated]:
+    """`translate`, counting the client frames it rejects (not JSON, not a typed object)."""
+
+    def inbound(data: bytes) -> Translated:
+        result = translate(data)
+        if result.problem is not None:
+            rejected.inc()
+        return result
+
+    return inbound
 
 
 def _peer_frames(translator: Translator) -> Callable[[bytes], tuple[str, ...]]:

@@ -58,11 +58,12 @@ REFUSALS = (
 
 # Why a frame or handshake was bad input (strangler_bad_input_total).
 BAD_INPUT = (
-    "invalid_json",
-    "invalid_utf8",
-    "too_big",
-    "protocol_error",
-    "bad_handshake",
+    "invalid_json",  # a translated client frame that is not a JSON object with a type
+    "invalid_utf8",  # a client text frame that is not UTF-8 (closed 1007)
+    "too_big",  # a client message over relay.max_message_bytes (closed 1009)
+    "protocol_error",  # a client frame that breaks RFC 6455 (closed 1002)
+    "bad_handshake",  # an upgrade request with a bad Sec-WebSocket-Key or version (400)
+    "bad_request",  # HTTP the parser refused (oversized or malformed header), route "none"
 )
 
 # What a guard watches.

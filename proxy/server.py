@@ -18,6 +18,7 @@ from proxy.admin import build_admin_app
 from proxy.app import Proxy, build_app
 from proxy.config import Address, Config
 from proxy.metrics import Metrics
+from proxy.request_log import RequestLog
 
 log = logging.getLogger("strangler.server")
 
@@ -100,7 +101,11 @@ async def start(
     # Open connections are drained by Proxy.drain before cleanup, so aiohttp's own
     # shutdown wait only has to cover plain HTTP requests still in flight.
     runner = web.AppRunner(
-        build_app(proxy), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        build_app(proxy),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=1.0,
+        logger=RequestLog(metrics.bad_input.labels("none", "bad_request")),
     )
     await runner.setup()
     sock = _listening_socket(config.listen, reuse_port)

@@ -62,6 +62,7 @@ def test_unparseable_client_frame_gets_the_dialect_reply(
 ) -> None:
     result = translator(dialect).client_frame(raw)
     assert result.to_peer == ()
+    assert result.problem == problem
     assert len(result.to_sender) == 1
     reply = json.loads(result.to_sender[0])
     if dialect in FLAT_ERROR_DIALECTS:
@@ -91,7 +92,7 @@ def test_a_dialect_without_a_reply_answers_nothing() -> None:
             return None
 
     result = Translator(Silent(), Context("x", None, "main")).client_frame(b"nope")
-    assert result == Translated()
+    assert result == Translated(problem="Invalid JSON")
 
 
 def test_canonical_client_frame_is_forwarded_byte_for_byte(dialect: str) -> None:
