@@ -16,7 +16,7 @@ from flags.watch import ReloadResult
 from proxy import metrics as metrics_module
 from proxy.compare import Category, Outcome, Side
 from proxy.identity import AUTH_REASONS
-from proxy.metrics import Metrics
+from proxy.metrics import Metrics, WorkerSample, WorkerStatsCollector
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "METRICS.md"
 
@@ -100,7 +100,9 @@ def parse_catalogue(text: str) -> dict[str, Entry]:
 
 
 def registered(m: Metrics) -> dict[str, Entry]:
-    """Entries by exposed name, from what the registry actually collects."""
+    """Entries by exposed name, from what the registry actually collects, plus the
+    per-worker metrics the supervisor of `--workers N` adds."""
+    m.registry.register(WorkerStatsCollector(lambda: [WorkerSample(0, True, 0, 1.0, 1)]))
     # The label names of a labelled metric are only kept on its wrapper object.
     wrappers = {w._name: w for w in vars(m).values() if isinstance(w, MetricWrapperBase)}
     out: dict[str, Entry] = {}
