@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -164,9 +165,7 @@ async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatche
 
         url = f"http://127.0.0.1:{proxy.admin_port}/status"
         dom = await run_chromium(chromium_args(tmp_path / "chromium", "--dump-dom", url))
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "status-page.png"
-        shot.unlink(missing_ok=True)
+        shot = tmp_path / "status-page.png"
         await run_chromium(
             chromium_args(
                 tmp_path / "chromium",
@@ -212,6 +211,11 @@ async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatche
 
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000  # a rendered page, not an empty image
+    # Kept for people to look at; replaced atomically, as other runs may be reading it.
+    ARTIFACTS.mkdir(exist_ok=True)
+    staged = ARTIFACTS / f".status-page.{os.getpid()}.png"
+    shutil.copyfile(shot, staged)
+    os.replace(staged, ARTIFACTS / "status-page.png")
 
 
 async def test_admin_root_redirects_to_the_status_page(stack: Stack) -> None:
