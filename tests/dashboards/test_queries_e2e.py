@@ -9,7 +9,9 @@ still mid-turn when it misbehaves):
 - `b` whose unified router is unreachable (handshake failures, fallbacks to legacy,
   failed secondaries);
 - `c` in front of a unified router that drops the connection on turns mentioning
-  "crash" (a secondary error in shadow mode, a backend lost in unified mode).
+  "crash" (a secondary error in shadow mode, a backend lost in unified mode);
+- `w`, a `strangler run --workers 2` process (its supervisor aggregates the workers'
+  metrics and adds per-worker ones), serving legacy and unified turns.
 
 Traffic runs in two rounds with a scrape between them, so counters created by the
 first round have grown by the second and every rate is above zero. Grafana's variables
@@ -22,7 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import pytest
@@ -40,7 +48,15 @@ from tests.dashboards.promql import (
     problems,
     rule_queries,
 )
-from tests.functional.conftest import SECRET, Stack, free_port, scrape, token, wait_for
+from tests.functional.conftest import (
+    DEMO_ROUTES,
+    SECRET,
+    Stack,
+    free_port,
+    scrape,
+    token,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -57,7 +73,80 @@ shadow:
 """
 
 
-async def turn(proxy: Running, user: str | None, text: str = "Optimize my costs") -> None:
+class Listening(Protocol):
+    """A proxy's client port and admin port (an in-process Running or a subprocess)."""
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def admin_port(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Served:
+    port: int
+    admin_port: int
+
+
+@contextlib.asynccontextmanager
+async def workers_proxy(stack: Stack) -> AsyncIterator[Served]:
+    """`strangler run --workers 2` in front of the stack's backends, until exit."""
+    d = stack.tmp / "w"
+    d.mkdir()
+    (d / "flags.yaml").write_text(FLAGS)
+    served = Served(free_port(), free_port())
+    (d / "strangler.yaml").write_text(
+        f"""
+listen: 127.0.0.1:{served.port}
+admin_listen: 127.0.0.1:{served.admin_port}
+backends:
+  legacy: {{url: "ws://127.0.0.1:{stack.legacy_port}"}}
+  unified: {{url: "ws://127.0.0.1:{stack.unified_port}/v1/ws"}}
+{DEMO_ROUTES}
+flags: {{file: flags.yaml, poll_interval: 60}}
+jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
+relay: {{grace_period: 1}}
+"""
+    )
+    (d / "metrics").mkdir()
+    log = (d / "stderr.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "proxy.cli", "run", "--workers", "2", "--config", str(d / "strangler.yaml")),
+        env={
+            **os.environ,
+            "STRANGLER_TEST_SECRET": SECRET,
+            "PROMETHEUS_MULTIPROC_DIR": str(d / "metrics"),
+        },
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=log,
+    )
+
+    async def ready() -> bool:
+        try:
+            async with (
+                aiohttp.ClientSession() as s,
+                s.get(f"http://127.0.0.1:{served.admin_port}/readyz") as r,
+            ):
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    try:
+        await wait_for(ready, timeout=20)
+        yield served
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        log.close()
+
+
+async def turn(proxy: Listening, user: str | None, text: str = "Optimize my costs") -> None:
     """One turn on /ws as `user`, until the turn ends or the connection does."""
     headers = {"Authorization": f"Bearer {token(user)}"} if user else {}
     request = json.dumps({"type": "start_agent", "payload": {"user_request": text}})
@@ -75,7 +164,7 @@ async def turn(proxy: Running, user: str | None, text: str = "Optimize my costs"
                     break
 
 
-async def refused_and_passthrough(proxy: Running) -> None:
+async def refused_and_passthrough(proxy: Listening) -> None:
     """A factory handshake without a token (403, an auth failure) and a plain GET."""
     async with aiohttp.ClientSession() as s:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -85,7 +174,7 @@ async def refused_and_passthrough(proxy: Running) -> None:
             assert r.status == 200
 
 
-async def one_round(a: Running, b: Running, c: Running) -> None:
+async def one_round(a: Running, b: Running, c: Running, w: Listening) -> None:
     await asyncio.gather(
         turn(a, None),  # anonymous: legacy
         turn(a, "leo"),  # legacy
@@ -97,6 +186,8 @@ async def one_round(a: Running, b: Running, c: Running) -> None:
         turn(b, "sam"),  # shadow without a secondary
         turn(c, "sam", "crash the secondary"),  # shadow: the secondary dies
         turn(c, "uma", "crash the primary"),  # unified: the backend is lost
+        turn(w, "leo"),  # legacy, by one of the workers
+        turn(w, "uma"),  # unified, by one of the workers
         refused_and_passthrough(a),
     )
 
@@ -120,17 +211,19 @@ async def reject_one_flag_edit(a: Running, flags_file: Path) -> None:
     replace_file(flags_file, good)
 
 
-async def total(proxy: Running, name: str) -> float:
+async def total(proxy: Listening, name: str) -> float:
     return sum(v for (n, _), v in (await scrape(proxy.admin_port)).items() if n == name)
 
 
-async def scraped_up_to_now(api: PrometheusAPI, proxies: list[Running]) -> None:
+async def scraped_up_to_now(api: PrometheusAPI, proxies: list[Listening]) -> None:
     """Wait until Prometheus holds each proxy's current connection and verdict counts."""
     for p in proxies:
         for name in ("strangler_connections_total", "strangler_comparisons_total"):
             selector = f'{name}{{instance="127.0.0.1:{p.admin_port}"}}'
 
-            async def caught_up(p: Running = p, name: str = name, selector: str = selector) -> bool:
+            async def caught_up(
+                p: Listening = p, name: str = name, selector: str = selector
+            ) -> bool:
                 _, result = await api.query(f"sum({selector}) or vector(0)")
                 return bool(result) and float(result[0]["value"][1]) == await total(p, name)
 
@@ -215,13 +308,13 @@ async def test_every_dashboard_and_rule_query_returns_data(
     c = await stack.proxy(
         FLAGS, extra=SHADOW_FAST, name="c", unified_url=f"ws://127.0.0.1:{crashing}/v1/ws"
     )
-    proxies = [a, b, c]
-    prometheus.scrape([p.admin_port for p in proxies])
-
     async with (
+        workers_proxy(stack) as w,
         aiohttp.ClientSession() as session,
         contextlib.AsyncExitStack() as held,
     ):
+        proxies: list[Listening] = [a, b, c, w]
+        prometheus.scrape([p.admin_port for p in proxies])
         api = PrometheusAPI(session, prometheus.url)
 
         async def all_up() -> bool:
@@ -230,10 +323,10 @@ async def test_every_dashboard_and_rule_query_returns_data(
 
         await wait_for(all_up, timeout=15)
 
-        await one_round(a, b, c)
+        await one_round(a, b, c, w)
         await reject_one_flag_edit(a, stack.tmp / "a" / "flags.yaml")
         await scraped_up_to_now(api, proxies)
-        await one_round(a, b, c)
+        await one_round(a, b, c, w)
         # Connections open while the queries run: the open-connection panels need them.
         for user in ("leo", "uma"):
             ws = await held.enter_async_context(
