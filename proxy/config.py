@@ -181,6 +181,10 @@ class LimitSettings:
     # other side keeps sending) is closed with `stalled_close_code`.
     stalled_timeout: float = 30.0
     stalled_close_code: int = 1008
+    # Seconds a new client connection has to send its whole request head (and how long
+    # an idle keep-alive HTTP connection stays): a client that trickles or withholds its
+    # handshake would otherwise hold a socket, uncounted by the caps, for an hour.
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,6 +543,7 @@ def _limits(r: _Reader) -> LimitSettings:
             "over_limit",
             "stalled_timeout",
             "stalled_close_code",
+            "header_timeout",
         }
     )
     over = lim.get("over_limit", str, "close_1008")
@@ -556,6 +561,7 @@ def _limits(r: _Reader) -> LimitSettings:
         over_limit=over,
         stalled_timeout=lim.positive("stalled_timeout", 30.0),
         stalled_close_code=code,
+        header_timeout=lim.positive("header_timeout", 10.0),
         **counts,
     )
 

@@ -105,6 +105,8 @@ async def start(
         handle_signals=False,
         access_log=None,
         shutdown_timeout=1.0,
+        # Also bounds a fresh connection that never completes its request head.
+        keepalive_timeout=config.limits.header_timeout,
         logger=RequestLog(metrics.bad_input.labels("none", "bad_request")),
     )
     await runner.setup()

@@ -782,3 +782,23 @@ async def test_churn_of_2000_connections_leaves_fds_tasks_and_memory_at_baseline
         if name == "strangler_connections_total" and v
     }
     assert modes == {"legacy", "shadow", "live", "unified"}
+
+
+# -- a client that withholds its handshake ----------------------------------------------------
+
+
+async def test_client_that_withholds_its_handshake_is_disconnected_and_others_are_served(
+    start_proxy: StartProxy,
+) -> None:
+    p = await start_proxy(extra="limits: {header_timeout: 0.5}")
+    heads = (b"", b"GET /ws HTTP/1.1\r\n", b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: webs")
+    held = [await asyncio.open_connection("127.0.0.1", p.running.port) for _ in heads]
+    for (_, writer), head in zip(held, heads, strict=True):
+        writer.write(head)
+    # The proxy serves a well-behaved client meanwhile...
+    assert await served_by(p, "alice") == "unified"
+    # ...and hangs up on each of the slow ones instead of holding their sockets.
+    async with asyncio.timeout(10):
+        for reader, writer in held:
+            assert b"101" not in await reader.read()
+            writer.close()
