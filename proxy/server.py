@@ -110,14 +110,21 @@ async def start(
         logger=RequestLog(metrics.bad_input.labels("none", "bad_request")),
     )
     await runner.setup()
-    sock = _listening_socket(config.listen, reuse_port)
-    await web.SockSite(runner, sock).start()
     admin_runner = web.AppRunner(
         build_admin_app(proxy), handle_signals=False, access_log=None, shutdown_timeout=1.0
     )
     await admin_runner.setup()
-    admin_sock = _listening_socket(config.admin_listen)
-    await web.SockSite(admin_runner, admin_sock).start()
+    try:
+        sock = _listening_socket(config.listen, reuse_port)
+        await web.SockSite(runner, sock).start()
+        admin_sock = _listening_socket(config.admin_listen)
+        await web.SockSite(admin_runner, admin_sock).start()
+    except OSError:
+        # A port taken is one clear error for the caller; the upstream sessions the
+        # proxy opened at setup are closed here, not reported as leaked.
+        await runner.cleanup()
+        await admin_runner.cleanup()
+        raise
     poller = asyncio.create_task(watcher.run(), name="strangler-flags-poller")
     lag = asyncio.create_task(_sample_loop_lag(metrics), name="strangler-loop-lag")
 
