@@ -1,4 +1,5 @@
-"""The close code a client gets when its backend vanishes: 1011, or what the config says."""
+"""Reliability settings: the close for a backend lost mid-session (1011 unless the
+config says otherwise) and the time a client has to send its request head."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ def test_a_code_no_server_may_send_is_refused_with_the_key_named(code: int) -> N
         parse_config(BASE + f"relay: {{upstream_lost_close_code: {code}}}\n", "strangler.yaml")
     assert caught.value.key == "relay.upstream_lost_close_code"
     assert str(code) in caught.value.problem
+
+
+def test_header_timeout_defaults_to_ten_seconds_and_must_be_positive() -> None:
+    assert parse_config(BASE, "strangler.yaml").limits.header_timeout == 10.0
+    config = parse_config(BASE + "limits: {header_timeout: 2.5}\n", "strangler.yaml")
+    assert config.limits.header_timeout == 2.5
+    with pytest.raises(ConfigError) as caught:
+        parse_config(BASE + "limits: {header_timeout: 0}\n", "strangler.yaml")
+    assert caught.value.key == "limits.header_timeout"
