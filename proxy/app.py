@@ -18,9 +18,9 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -40,6 +40,7 @@ from proxy.compare import Side
 from proxy.config import DIALECT_AUTH, AuthStyle, Config, Route
 from proxy.connection_log import ConnectionLog
 from proxy.guards import UNIFIED_ERROR_RATIO, WATCHED, Guards, Trip
+from proxy.handshake import RawUpstream, open_upstream
 from proxy.identity import (
     AuthError,
     Credentials,
@@ -62,6 +63,8 @@ from proxy.release import OpenConnection, Plan, audit_changes, plan, rollout_sha
 from proxy.routes import RouteTable
 from proxy.shadow import ShadowHub, Tee
 from proxy.tickets import TicketResolver
+from proxy.tunnel import Tunnel
+from proxy.tunnel import accept as accept_tunnel
 
 log = logging.getLogger("strangler.proxy")
 # One JSON record per flag reload (applied or rejected); never names a user.
@@ -86,6 +89,9 @@ PRIMARY = {
 
 PROXY_KEY: web.AppKey[Proxy] = web.AppKey("strangler_proxy")
 
+# What answers for the backend: an aiohttp WebSocket, or the byte tunnel's raw socket.
+_BackendSocket = TypeVar("_BackendSocket")
+
 
 @dataclass(eq=False)
 class Connection:
@@ -93,7 +99,7 @@ class Connection:
 
     route: Route
     mode: Mode
-    client: web.WebSocketResponse[Any]
+    client: web.WebSocketResponse[Any] | None  # None when tunnelled
     backend: aiohttp.ClientWebSocketResponse[Any] | None = None
     user_id: str | None = None  # kept in memory for re-evaluation; never logged
     claims: Mapping[str, Any] = field(default_factory=dict)
@@ -101,6 +107,14 @@ class Connection:
     drifted: bool = False  # its mode differs from what the flags now say
     client_protocol: BaseProtocol | None = None  # to see whether the client reads
     stalled_since: float | None = None
+    tunnel: Tunnel | None = None  # the byte tunnel carrying it, if any
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close both sides with one code (shutdown, drain, stall)."""
+        if self.tunnel is not None:
+            await self.tunnel.close(code, reason)
+        elif self.client is not None:
+            await close_both(self.client, self.backend, code, reason)
 
     def snapshot(self) -> OpenConnection:
         return OpenConnection(self.route.name, self.user_id, self.claims, self.mode)
@@ -424,7 +438,7 @@ class Proxy:
                 continue
             conn.ending = "drained"
             self.metrics.drained.labels(conn.route.name).inc()
-            await close_both(conn.client, conn.backend, CLOSE_SERVICE_RESTART, "service restart")
+            await conn.close(CLOSE_SERVICE_RESTART, "service restart")
 
     async def _refuse_auth(
         self,
@@ -484,7 +498,11 @@ class Proxy:
         user_id = identity.user_id if identity else None
         claims = identity.claims if identity else {}
         headers = self._upstream_headers(request, route, style)
-        opened = await self._open_primary(request, route, decision, offered, headers)
+        if self._tunnels(dialect, decision):
+            return await self._serve_tunnel(
+                request, route, dialect, decision, offered, headers, user_id, claims
+            )
+        opened = await self._open_primary(request, route, decision, offered, headers, self._connect)
         if isinstance(opened, web.Response):
             return opened
         backend_name, decision, upstream_ws = opened
@@ -589,6 +607,93 @@ class Proxy:
                 await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
         return client_ws
 
+    def _tunnels(self, dialect: str, decision: Decision) -> bool:
+        """Whether the connection's bytes may pass untouched: no translation, no secondary."""
+        if self.config.relay.tunnel != "auto" or decision.mode not in (Mode.LEGACY, Mode.UNIFIED):
+            return False
+        return not needs_translation(dialect, PRIMARY[decision.mode])
+
+    async def _serve_tunnel(
+        self,
+        request: web.Request,
+        route: Route,
+        dialect: str,
+        decision: Decision,
+        offered: list[str],
+        headers: CIMultiDict[str],
+        user_id: str | None,
+        claims: Mapping[str, Any],
+    ) -> web.StreamResponse:
+        """The byte tunnel (proxy/tunnel.py): the same handshake, then bytes, not frames."""
+        # Extensions (permessage-deflate) are agreed end to end: the bytes are not ours.
+        for value in request.headers.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, ()):
+            headers.add(hdrs.SEC_WEBSOCKET_EXTENSIONS, value)
+        opened = await self._open_primary(
+            request, route, decision, offered, headers, self._connect_raw
+        )
+        if isinstance(opened, web.Response):
+            return opened
+        backend_name, decision, raw = opened
+        m = self.metrics
+        relay_settings = self.config.relay
+        response, tunnel = await accept_tunnel(
+            request,
+            raw,
+            max_message_bytes=relay_settings.max_message_bytes,
+            close_timeout=relay_settings.close_timeout,
+            inbound=Meters(
+                m.messages.labels(route.name, backend_name, "client_to_backend"),
+                m.bytes.labels(route.name, backend_name, "client_to_backend"),
+            ),
+            outbound=Meters(
+                m.messages.labels(route.name, backend_name, "backend_to_client"),
+                m.bytes.labels(route.name, backend_name, "backend_to_client"),
+            ),
+            backend_lost_code=route.upstream_lost_close_code
+            or relay_settings.upstream_lost_close_code,
+        )
+        if tunnel is None:
+            return response
+        conn = Connection(
+            route,
+            decision.mode,
+            None,
+            user_id=user_id,
+            claims=claims,
+            client_protocol=request.protocol,
+            tunnel=tunnel,
+        )
+        self.connections.add(conn)
+        self.idle.clear()
+        m.connections_open.labels(route.name, decision.mode.value).inc()
+        logged = ConnectionLog(
+            route.name,
+            decision.mode.value,
+            decision.reason.value,
+            decision.flag,
+            backend_name,
+            dialect,
+        )
+        logged.opened()
+        label = "client_gone"
+        try:
+            outcome = await tunnel.run()
+            label = outcome.label
+            if backend_name == "unified" and not conn.ending:
+                failed = outcome.client_code == CLOSE_INTERNAL_ERROR or label == "backend_gone"
+                self.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
+        finally:
+            self.connections.discard(conn)
+            if conn.drifted:
+                m.drift.labels(route.name).dec()
+            if not self.connections:
+                self.idle.set()
+            m.connections_open.labels(route.name, decision.mode.value).dec()
+            label = conn.ending or label
+            m.connections.labels(route.name, decision.mode.value, label).inc()
+            logged.closed(label, tunnel.client_close_code)
+        return response
+
     async def _open_primary(
         self,
         request: web.Request,
@@ -596,7 +701,10 @@ class Proxy:
         decision: Decision,
         offered: list[str],
         headers: CIMultiDict[str],
-    ) -> tuple[str, Decision, aiohttp.ClientWebSocketResponse[Any]] | web.Response:
+        connect: Callable[
+            [str, web.Request, list[str], CIMultiDict[str]], Awaitable[_BackendSocket]
+        ],
+    ) -> tuple[str, Decision, _BackendSocket] | web.Response:
         """The answering backend's socket, or the refusal the client must see.
 
         When the unified router cannot be reached and the configuration says so, the
@@ -606,7 +714,7 @@ class Proxy:
         backend_name = PRIMARY[decision.mode]
         unified = backend_name == "unified"
         try:
-            ws = await self._connect(backend_name, request, offered, headers)
+            ws = await connect(backend_name, request, offered, headers)
             if unified:
                 self.observe(decision.flag, UNIFIED_ERROR_RATIO, False)
             return backend_name, decision, ws
@@ -632,7 +740,7 @@ class Proxy:
         self.metrics.fallbacks.labels(route.name).inc()
         fallback = replace(decision, mode=Mode.LEGACY, reason=Reason.FALLBACK)
         try:
-            return "legacy", fallback, await self._connect("legacy", request, offered, headers)
+            return "legacy", fallback, await connect("legacy", request, offered, headers)
         except upstream.UpstreamRefused as refusal:
             self.metrics.upstream_connect_failures.labels("legacy", "status").inc()
             self.metrics.handshake_refusals.labels(route.name, "upstream_refused").inc()
@@ -650,6 +758,22 @@ class Proxy:
             and self.config.unified.fallback
             and (status is None or status in (502, 503, 504))
         )
+
+    async def _connect_raw(
+        self, backend_name: str, request: web.Request, offered: list[str], headers: CIMultiDict[str]
+    ) -> RawUpstream:
+        """The backend's raw socket after its 101, for the byte tunnel."""
+        started = time.perf_counter()
+        raw = await open_upstream(
+            self._upstream_url(backend_name, request),
+            protocols=offered,
+            headers=headers,
+            timeout=self.config.backend(backend_name).connect_timeout,
+        )
+        self.metrics.upstream_connect_seconds.labels(backend_name).observe(
+            time.perf_counter() - started
+        )
+        return raw
 
     async def _connect(
         self, backend_name: str, request: web.Request, offered: list[str], headers: CIMultiDict[str]
@@ -756,7 +880,7 @@ class Proxy:
         """Close both sides; a client that cannot take even a close frame is cut off."""
         try:
             await asyncio.wait_for(
-                close_both(conn.client, conn.backend, code, "client not reading"),
+                conn.close(code, "client not reading"),
                 self.config.relay.close_timeout,
             )
         except TimeoutError:
@@ -776,10 +900,7 @@ class Proxy:
         for conn in remaining:
             conn.ending = "shutdown"
         await asyncio.gather(
-            *(
-                close_both(c.client, c.backend, CLOSE_GOING_AWAY, "server shutting down")
-                for c in remaining
-            )
+            *(c.close(CLOSE_GOING_AWAY, "server shutting down") for c in remaining)
         )
         # Let the relays count how their connections ended before the loop stops.
         if self.connections:

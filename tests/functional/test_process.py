@@ -51,7 +51,9 @@ async def upstreams() -> AsyncIterator[tuple[Upstream, Upstream]]:
     await unified.stop()
 
 
-async def spawn(tmp_path: Path, legacy: Upstream, unified: Upstream) -> ProxyProcess:
+async def spawn(
+    tmp_path: Path, legacy: Upstream, unified: Upstream, tunnel: str = "auto"
+) -> ProxyProcess:
     port, admin = free_port(), free_port()
     (tmp_path / "flags.yaml").write_text(FLAGS)
     (tmp_path / "strangler.yaml").write_text(
@@ -64,7 +66,7 @@ backends:
 {ROUTES}
 flags: {{file: flags.yaml, poll_interval: 60}}
 jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
-relay: {{grace_period: 1.5}}
+relay: {{grace_period: 1.5, tunnel: {tunnel}}}
 """
     )
     proc = await asyncio.create_subprocess_exec(
@@ -91,10 +93,11 @@ relay: {{grace_period: 1.5}}
     return p
 
 
+@pytest.mark.parametrize("tunnel", ["auto", "off"], ids=["tunnel", "per_frame"])
 async def test_sigterm_refuses_new_handshakes_then_closes_open_ones_with_1001(
-    tmp_path: Path, upstreams: tuple[Upstream, Upstream]
+    tmp_path: Path, upstreams: tuple[Upstream, Upstream], tunnel: str
 ) -> None:
-    p = await spawn(tmp_path, *upstreams)
+    p = await spawn(tmp_path, *upstreams, tunnel=tunnel)
     bob = {"Authorization": f"Bearer {token('bob')}"}
     async with aiohttp.ClientSession() as s:
         ws = await s.ws_connect(f"ws://127.0.0.1:{p.port}/ws", headers=bob)

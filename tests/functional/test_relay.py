@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.functional.conftest import StartProxy, browser_offer, free_port, token, wait_for
+from tests.functional.conftest import (
+    ProxyUnderTest,
+    StartProxy,
+    browser_offer,
+    free_port,
+    token,
+    wait_for,
+)
+
+DEFAULT_RELAY = "{max_message_bytes: 2097152, grace_period: 1}"
+
+
+@pytest.fixture(params=["auto", "off"], ids=["tunnel", "per_frame"])
+def start_proxy(start_proxy: StartProxy, request: pytest.FixtureRequest) -> StartProxy:
+    """Every relay test runs against the byte tunnel and against the per-frame relay."""
+
+    async def factory(*args: Any, relay: str = DEFAULT_RELAY, **kwargs: Any) -> ProxyUnderTest:
+        assert relay.startswith("{")
+        return await start_proxy(*args, relay=f"{{tunnel: {request.param}, {relay[1:]}", **kwargs)
+
+    return factory
 
 
 def bearer(user: str) -> dict[str, str]:
