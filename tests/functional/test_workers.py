@@ -254,7 +254,13 @@ async def test_sigterm_drains_every_worker_then_the_supervisor_exits_zero(
     async with aiohttp.ClientSession() as s:
         sockets = await _connect_until_both_workers_serve(s, workers)
         workers.proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
+
+        async def all_draining() -> bool:
+            _, body = await workers.get("/readyz")
+            draining = [w["body"]["draining"] for w in body["workers"] if "body" in w]
+            return draining == [True, True]
+
+        await wait_for(all_draining)
         # Inside the grace period: open connections work, new handshakes get 503.
         for ws in sockets:
             await ws.send_str("who")
