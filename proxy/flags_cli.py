@@ -410,26 +410,44 @@ _PLACEHOLDER_ENV = "STRANGLER_FLAGS_TOOL_PLACEHOLDER"
 def _config(path: str) -> Config:
     """The proxy's config, for its routes, flag file and admin address.
 
-    These tools verify no token and the admin token may come from the environment, so
-    a secret this shell does not have (jwt, admin_auth) is no reason to refuse.
+    These tools verify no token, and the admin token can come from STRANGLER_ADMIN_TOKEN,
+    so a secret this shell does not have (jwt, admin_auth) is no reason to refuse: the
+    section that needs it is set aside and the rest is read as the proxy reads it.
     """
     try:
         return load_config(path)
     except ConfigError as exc:
-        if not exc.key.startswith(("jwt.", "admin_auth")):
-            raise _Unable(f"configuration error: {exc}") from None
-        first = exc
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-        raw.pop("admin_auth", None)
-        jwt = raw.get("jwt") or {}
-        for key in ("secret_env", "secret_file", "public_key_file"):
-            jwt.pop(key, None)
-        raw["jwt"] = {**jwt, "algorithms": ["HS256"], "secret_env": _PLACEHOLDER_ENV}
-        os.environ[_PLACEHOLDER_ENV] = "never-used-to-verify-" + "x" * 32
-        return parse_config(yaml.safe_dump(raw), path)
-    except (ConfigError, OSError, yaml.YAMLError, AttributeError, TypeError):
-        raise _Unable(f"configuration error: {first}") from None
+        error = exc
+    raw: Any = None
+    for _ in range(2):  # at most the jwt and the admin_auth sections
+        if error.key.startswith("jwt."):
+            patch = _without_jwt_secret
+        elif error.key.startswith("admin_auth"):
+            patch = _without_admin_auth
+        else:
+            break
+        try:
+            if raw is None:
+                raw = yaml.safe_load(Path(path).read_text())
+            patch(raw)
+            return parse_config(yaml.safe_dump(raw), path)
+        except ConfigError as exc:
+            error = exc
+        except (OSError, yaml.YAMLError, AttributeError, TypeError):
+            break
+    raise _Unable(f"configuration error: {error}")
+
+
+def _without_jwt_secret(raw: dict[str, Any]) -> None:
+    jwt = raw.get("jwt") or {}
+    for key in ("secret_env", "secret_file", "public_key_file"):
+        jwt.pop(key, None)
+    raw["jwt"] = {**jwt, "algorithms": ["HS256"], "secret_env": _PLACEHOLDER_ENV}
+    os.environ[_PLACEHOLDER_ENV] = "never-used-to-verify-" + "x" * 32
+
+
+def _without_admin_auth(raw: dict[str, Any]) -> None:
+    raw.pop("admin_auth", None)
 
 
 def _read(path: str) -> bytes:

@@ -25,11 +25,9 @@ ADMIN_TOKEN = "admin-token-for-the-flags-cli-tests"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("STRANGLER_ADMIN_TOKEN", "STRANGLER_JWT_SECRET")
-    }
+    """This process's environment without any STRANGLER_ variable, plus ``extra``: a
+    release manager's shell has neither the JWT secret nor, unless given, a token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRANGLER_")}
     env.update(extra)
     return env
 
@@ -488,3 +486,29 @@ async def test_status_shows_the_flags_in_force_and_drift_until_moved_clients_lea
         assert not sockets[("/api/v1/websocket", "bob")].closed  # api keeps its clients
         for ws in sockets.values():
             await ws.close()
+
+
+async def test_status_reaches_the_admin_port_and_token_named_by_the_config(
+    stack: Stack, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("STRANGLER_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+    await stack.backends()
+    p = await stack.proxy(textwrap.dedent(CURRENT), extra=ADMIN_AUTH)
+    # The proxy's own config, as a release manager has it: a wildcard admin address
+    # (reached on loopback) and the token's variable set in this shell.
+    config = tmp_path / "p" / "strangler.yaml"
+    text = config.read_text().replace(
+        "admin_listen: 127.0.0.1:0", f"admin_listen: 0.0.0.0:{p.admin_port}"
+    )
+    mine = write(tmp_path / "p" / "release.yaml", text)
+    code, out, err = await astrangler(
+        "status", "--config", str(mine), "--json", STRANGLER_TEST_ADMIN_TOKEN=ADMIN_TOKEN
+    )
+    assert code == 0, err
+    assert json.loads(out)["flags"] == ["api", "web"]
+    code, _, err = await astrangler("status", "--config", str(mine))
+    assert code == 2  # no token in this shell: a clear refusal, not a traceback
+    assert err == (
+        f"strangler flags status: the admin port at http://127.0.0.1:{p.admin_port} wants a "
+        "token; set STRANGLER_ADMIN_TOKEN (or pass --config with admin_auth).\n"
+    )
