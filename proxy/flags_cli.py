@@ -31,6 +31,7 @@ from flags.lint import lint
 from flags.load import FlagFileError, format_instant, load_flags, parse_flags, parse_instant
 from flags.model import BASIS_POINTS, FlagSet
 from proxy.config import Config, ConfigError, load_config, parse_config
+from proxy.routes import RouteTable
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -133,8 +134,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from proxy.routes import RouteTable
-
     config = _config(args.config)
     flags_path = Path(args.flags) if args.flags else config.flags.file
     try:
