@@ -17,7 +17,7 @@ import pytest
 
 from demo.settings import BackendSettings
 from proxy.server import Running
-from tests.functional.conftest import SECRET, Stack, metric, token, wait_for
+from tests.functional.conftest import SECRET, Stack, token, wait_for
 from tests.html_tree import Element, parse, table_rows
 
 CHROMIUM = "/usr/bin/chromium"
@@ -152,7 +152,7 @@ async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatche
         (stack.tmp / "p" / "flags.yaml").write_text(FLAGS_MOVED)
 
         async def drifted() -> bool:
-            return await metric(proxy.admin_port, "strangler_connection_drift", route="main") == 1
+            return bool((await admin_json(proxy, "/flags/status"))["drift"].get("main") == 1)
 
         async def applied() -> bool:
             records = (await admin_json(proxy, "/flags/audit"))["records"]
