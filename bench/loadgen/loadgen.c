@@ -439,7 +439,7 @@ static void client_frames(int fd) {
     }
 }
 
-static void on_eof(int fd) {
+static void on_eof(int fd, int err) {
     conn_t *c = &g_c[fd];
     if (c->server) {
         conn_close(fd);
@@ -448,7 +448,11 @@ static void on_eof(int fd) {
     if (c->state == S_CLOSING) {
         if (g_mode == M_HS && g_measuring) g_cycles++;
     } else {
-        error_note("connection ended without a close handshake");
+        char what[128];
+        snprintf(what, sizeof what, "connection ended without a close handshake (%s, %s)",
+                 c->state == S_HANDSHAKE ? "before the 101" : "after the 101",
+                 err ? strerror(err) : "EOF");
+        error_note(what);
     }
     conn_close(fd);
     if (g_mode == M_HS && !g_stop) open_client();
@@ -466,7 +470,7 @@ static void on_readable(int fd) {
             continue;
         }
         if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-            on_eof(fd);
+            on_eof(fd, n == 0 ? 0 : errno);
             return;
         }
         if (errno == EAGAIN) break;
@@ -524,6 +528,7 @@ static void on_signal(int sig) {
 /* ---- reports ---- */
 
 static uint64_t percentile(double q) {
+    if (g_msgs == 0) return 0;
     uint64_t target = (uint64_t)(q * (double)g_msgs);
     uint64_t seen = 0;
     for (uint64_t i = 0; i <= HIST_US; i++) {
@@ -531,6 +536,13 @@ static uint64_t percentile(double q) {
         if (seen > target) return i;
     }
     return HIST_US;
+}
+
+/* The driver samples the thing under test's CPU time at these lines, so its CPU
+ * window is the measured window, without warm-up and teardown. */
+static void mark(const char *what) {
+    printf("{\"mark\": \"%s\"}\n", what);
+    fflush(stdout);
 }
 
 static void print_json_error(void) {
@@ -606,6 +618,7 @@ static int cmd_rtt(void) {
     for (int i = 0; i < g_conns; i++) open_client();
     uint64_t start = now_ns();
     run_loop(start + (uint64_t)(g_warmup * 1e9), 0);
+    mark("start");
     g_measuring = 1;
     double cpu1 = cpu_seconds();
     uint64_t t1 = now_ns();
@@ -613,6 +626,7 @@ static int cmd_rtt(void) {
     uint64_t t2 = now_ns();
     double cpu2 = cpu_seconds();
     g_measuring = 0;
+    mark("end");
     g_stop = 1;
     double secs = (double)(t2 - t1) / 1e9;
     uint64_t live = g_live;
@@ -665,6 +679,7 @@ static int cmd_hs(void) {
     for (int i = 0; i < g_conns; i++) open_client();
     uint64_t start = now_ns();
     run_loop(start + (uint64_t)(g_warmup * 1e9), 0);
+    mark("start");
     g_measuring = 1;
     double cpu1 = cpu_seconds();
     uint64_t t1 = now_ns();
@@ -672,6 +687,7 @@ static int cmd_hs(void) {
     uint64_t t2 = now_ns();
     double cpu2 = cpu_seconds();
     g_measuring = 0;
+    mark("end");
     g_stop = 1;
     run_loop(now_ns() + 3000000000ull, 1);
     double secs = (double)(t2 - t1) / 1e9;
