@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from legacy_adapters import factory, flat, isolated, legacy, main, main_payload
@@ -142,6 +142,17 @@ def test_turn_event_round_trip(dialect: str, data: st.DataObject) -> None:
     assert event == before  # neither direction changes its input
     assert frame == rendered
     assert frame["type"] == event["type"]
+
+
+@pytest.mark.parametrize("dialect", DIALECT_NAMES)
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_dialect_frame_round_trip(dialect: str, data: st.DataObject) -> None:
+    """A frame as the dialect's legacy route sent it survives dialect -> canonical -> dialect."""
+    reserved: frozenset[str] = getattr(MODULES[dialect], "RESERVED_DATA_KEYS", frozenset())
+    adapter, ctx = adapter_of(dialect), ctx_of(dialect)
+    frame = adapter.event_from_canonical(data.draw(canonical_events(reserved)), ctx)
+    assert adapter.event_from_canonical(adapter.event_to_canonical(frame), ctx) == frame
 
 
 @pytest.mark.parametrize("dialect", DIALECT_NAMES)
