@@ -17,6 +17,7 @@ import pytest
 from tests.functional.conftest import ROUTES, SECRET, Upstream, free_port, token, wait_for
 
 USER = "u-log-8d2f1c"  # distinctive, so finding it anywhere in the log means a leak
+OTHER = "u-log-legacy-3b7e90"  # stays on legacy: its bytes take the byte tunnel
 FLAGS = f"""
 flags:
   unified_router:
@@ -88,7 +89,7 @@ logging: {{format: json, level: info}}
     )
     assert proc.stderr is not None
     log = LogReader(proc.stderr)
-    secret_token = token(USER)
+    secret_token, other_token = token(USER), token(OTHER)
     try:
 
         async def ready() -> bool:
@@ -110,11 +111,21 @@ logging: {{format: json, level: info}}
                 headers={"Authorization": f"Bearer {secret_token}"},
             ) as ws,
         ):
-            await ws.close(code=1000)
+            await ws.close(code=4000, message=b"bye")
         assert [h["headers"]["X-Strangler-Route"] for h in unified.handshakes] == ["main_user"]
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(
+                f"ws://127.0.0.1:{port}/ws", headers={"Authorization": f"Bearer {other_token}"}
+            ) as ws,
+        ):
+            await ws.send_str("who")
+            assert json.loads((await ws.receive()).data) == {"backend": "legacy"}
+            await ws.send_str("close 4001 backend done")  # this time the backend closes
+            assert (await ws.receive()).data == 4001
 
         async def closed_logged() -> bool:
-            return any('"connection closed"' in line for line in log.lines)
+            return sum('"connection closed"' in line for line in log.lines) >= 2
 
         await wait_for(closed_logged, timeout=10)
     finally:
@@ -125,9 +136,8 @@ logging: {{format: json, level: info}}
             await log.task
 
     connections = log.records("strangler.connections")
-    assert [r["message"] for r in connections] == ["connection opened", "connection closed"]
-    opened, closed = connections
-    expected = {
+    assert [r["message"] for r in connections] == ["connection opened", "connection closed"] * 2
+    translated = {
         "level": "info",
         "route": "main_user",
         "mode": "unified",
@@ -136,15 +146,22 @@ logging: {{format: json, level: info}}
         "backend": "unified",
         "dialect": "main_payload",
     }
-    for rec in (opened, closed):
+    tunnelled = {**translated, "route": "main", "mode": "legacy", "reason": "default"}
+    tunnelled.update(backend="legacy", dialect="main")
+    for rec, expected in zip(connections, [translated] * 2 + [tunnelled] * 2, strict=True):
         assert {k: rec.get(k) for k in expected} == expected
         assert rec["time"].endswith("Z")
-    assert closed["outcome"] == "client_closed"
-    assert closed["close_code"] == 1000
-    assert 0 <= closed["duration_s"] < 60
+    for closed, outcome, code in (
+        (connections[1], "client_closed", 4000),
+        (connections[3], "backend_closed", 4001),
+    ):
+        assert closed["outcome"] == outcome
+        assert closed["close_code"] == code
+        assert 0 <= closed["duration_s"] < 60
     assert proc.returncode == 0
     everything = "\n".join(log.lines)
-    assert USER not in everything
-    assert secret_token not in everything
-    assert secret_token.split(".")[1] not in everything  # not even the claims part
+    for secret in (USER, OTHER, secret_token, other_token):
+        assert secret not in everything
+        assert secret.split(".")[-1] not in everything  # not even a token's signature
+    assert secret_token.split(".")[1] not in everything  # nor its claims
     assert "Traceback" not in everything
