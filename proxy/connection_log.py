@@ -42,8 +42,9 @@ class ConnectionLog:
         log.info("connection opened", extra=self._fields())
 
     def closed(self, outcome: str, close_code: int | None) -> None:
-        """`outcome` is the connection's metric outcome; `close_code` what the client
-        got or sent (None if it vanished before any close)."""
+        """`outcome` is the connection's metric outcome (strangler_connections_total);
+        `close_code` the code that ended the client's side: the one it sent when it closed
+        first, else the one it was sent (1006 or None when it vanished without one)."""
         log.info(
             "connection closed",
             extra={
