@@ -51,7 +51,9 @@ def frame(
     if not mask:
         return header + payload
     key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    # XOR as one big integer: a per-byte loop would be slow on large payloads.
+    stream = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
     return header + key + masked
 
 
