@@ -206,10 +206,14 @@ def _request(target: URL, key: str, protocols: Sequence[str], headers: CIMultiDi
 async def _read_head(protocol: UpstreamProtocol) -> tuple[int, CIMultiDict[str], bytes]:
     """The answer's status and headers, and the bytes that followed them."""
     while True:
-        end = protocol.buffer.find(b"\r\n\r\n")
+        buffer = protocol.buffer
+        if len(buffer) >= 5 and not buffer.startswith(b"HTTP/"):
+            # Not HTTP at all (another protocol's banner): no need to wait for more.
+            raise UpstreamUnavailable("error", "not an HTTP answer")
+        end = buffer.find(b"\r\n\r\n")
         if end >= 0:
             break
-        if len(protocol.buffer) > _MAX_HEAD:
+        if len(buffer) > _MAX_HEAD:
             raise UpstreamUnavailable("bad_handshake", "answer headers too large")
         try:
             await protocol.more()

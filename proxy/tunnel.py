@@ -61,6 +61,7 @@ class _Hop:
     closing: bool = False  # a close frame toward this peer is decided
     close_written: bool = False  # ... and on the wire
     sent_code: int | None = None  # its code
+    ours: bool = False  # the proxy's own close, not one passed on from the other peer
     got_close: bool = False  # this peer sent a close frame (or can no longer be read)
     lost: bool = False  # its socket is gone
     shut_down: bool = False  # the proxy closed its socket
@@ -131,10 +132,14 @@ class _Direction:
         """Put a close frame toward the destination now if between frames, else next."""
         if self.scanner.remaining:
             self.pending_close = frame
+            # The rest of that one frame (at most max_message_bytes) goes even to a
+            # peer that does not read; its sender must not stay paused behind it.
+            self.tunnel.read_freely(self.source)
             return False
         self.held = b""  # a header that never completed: its frame never goes
         self._write(frame)
         self.shut = True
+        self.tunnel.read_freely(self.source)
         return True
 
     def _finish_frame(self, data: bytes) -> bytes:
@@ -150,6 +155,7 @@ class _Direction:
         assert frame is not None
         self._write(frame)
         self.shut = True
+        self.tunnel.read_freely(self.source)
         self.tunnel.written(_other(self.source))
         if scan.close_seen:
             self.tunnel.close_from(self.source, scan.close_code, forwarded=False)
@@ -288,8 +294,7 @@ class Tunnel:
         """Close both sides with one code (shutdown, drain, stall), between frames."""
         self._begin(End(Side.BACKEND, EndKind.STOPPED))
         data = clip_reason(reason)
-        self._inject(Side.CLIENT, code, data)
-        self._inject(Side.BACKEND, code, data)
+        self._close_both({Side.CLIENT: (code, data), Side.BACKEND: (code, data)})
         await asyncio.shield(self._finished)
 
     # -- events -----------------------------------------------------------------------
@@ -333,6 +338,7 @@ class Tunnel:
         if self._dirs[side].pending_close is not None:
             # The frame the close waits behind will never end: cut the socket instead.
             self._shut(other)
+        self.read_freely(other)  # what it sends can go nowhere now
         self._check(other)
         if all(h.lost for h in self._hops.values()) and not self._finished.done():
             self._finished.set_result(None)
@@ -342,24 +348,46 @@ class Tunnel:
         other = _other(side)
         if error == CLOSE_TOO_BIG:
             self._begin(End(side, EndKind.TOO_BIG, CLOSE_TOO_BIG))
-            self._inject(other, CLOSE_TOO_BIG, b"peer sent a message too big")
-            self._inject(side, CLOSE_TOO_BIG, b"message too big")
+            self._close_both(
+                {
+                    side: (CLOSE_TOO_BIG, b"message too big"),
+                    other: (CLOSE_TOO_BIG, b"peer sent a message too big"),
+                }
+            )
         else:
             self._begin(End(side, EndKind.PROTOCOL_ERROR, CLOSE_PROTOCOL_ERROR))
-            if side is Side.CLIENT:
-                self._inject(other, CLOSE_GOING_AWAY, b"client went away")
-            else:
-                self._inject(other, self._backend_lost_code, b"backend went away")
-            self._inject(side, CLOSE_PROTOCOL_ERROR, b"")
             # Its framing is lost, so its answer could never be read: do not wait for it.
             self._hops[side].got_close = True
+            gone = (
+                (CLOSE_GOING_AWAY, b"client went away")
+                if side is Side.CLIENT
+                else (self._backend_lost_code, b"backend went away")
+            )
+            self._close_both({side: (CLOSE_PROTOCOL_ERROR, b""), other: gone})
         self._check(side)
         self._check(other)
+
+    def _close_both(self, closes: dict[Side, tuple[int, bytes]]) -> None:
+        # The backend's first: a client frame it waits behind keeps the client open.
+        for side in (Side.BACKEND, Side.CLIENT):
+            self._inject(side, *closes[side])
+
+    def read_freely(self, source: Side) -> None:
+        """Read `source` despite backpressure: the proxy is closing that direction.
+
+        What it sends from now on is the end of one frame or is discarded, so memory
+        stays bounded, and its answer to the proxy's close must get through even when
+        the peer it was sending to does not read.
+        """
+        transport = self._transports[source]
+        if not transport.is_closing():
+            transport.resume_reading()
 
     def written(self, side: Side) -> None:
         """A close that waited for a frame boundary is now on its way to `side`."""
         self._hops[side].close_written = True
         self._check(side)
+        self._check(_other(side))
 
     # -- flow control -----------------------------------------------------------------
 
@@ -367,6 +395,8 @@ class Tunnel:
         """The client's socket is full: stop reading the backend until it drains."""
         if self._draining is not None or not self._request_protocol.writing_paused:
             return
+        if self._dirs[Side.BACKEND].pending_close is not None:
+            return  # finishing the last frame before the proxy's close
         if not self._upstream.transport.is_closing():
             self._upstream.transport.pause_reading()
         self._draining = self._loop.create_task(self._client_drained())
@@ -401,7 +431,7 @@ class Tunnel:
         hop = self._hops[toward]
         if hop.closing or hop.lost:
             return
-        hop.closing = True
+        hop.closing = hop.ours = True
         hop.sent_code = code
         self._begin(End(toward, EndKind.STOPPED))
         mask = os.urandom(4) if toward is Side.BACKEND else None
@@ -412,9 +442,19 @@ class Tunnel:
         self._check(toward)
 
     def _check(self, side: Side) -> None:
-        """Close `side`'s socket once its close handshake is complete."""
+        """Close `side`'s socket once its close handshake is complete.
+
+        A client is not waited for after a close of the proxy's own (shutdown, stall,
+        a vanished backend), as aiohttp's server side does not wait either: the close
+        frame is the last thing it gets, then the socket ends once the frame is out.
+        """
         hop = self._hops[side]
-        if hop.close_written and (hop.got_close or hop.lost):
+        if hop.close_written and (
+            hop.got_close
+            or hop.lost
+            # ... unless a frame of its is still on its way to the backend.
+            or (hop.ours and side is Side.CLIENT and not self._dirs[side].pending_close)
+        ):
             self._shut(side)
 
     def _shut(self, side: Side) -> None:
