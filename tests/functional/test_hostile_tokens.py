@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from proxy.config import load_config
 from proxy.server import Running, start
-from tests.functional.conftest import ROUTES, Upstream, free_port, scrape
+from tests.functional.conftest import ALL_ROUTES, ROUTES, Stack, Upstream, free_port, scrape
 from tests.functional.rawws import OP_CLOSE, OP_TEXT, RawWebSocket, close_frame, frame
 
 ISSUER = "netra-auth-service"
@@ -200,9 +200,12 @@ class Hostile:
         finally:
             await ws.close()
 
-    def assert_never_logged(self, *secrets: str) -> None:
-        text = self.caplog.text
-        for record in self.caplog.records:
+    def assert_never_logged(self, *secrets: str, foreign: tuple[str, ...] = ()) -> None:
+        """No failure logged, and no secret in any record but those of `foreign` loggers
+        (the reference backends, which may log what they are sent)."""
+        records = [r for r in self.caplog.records if not r.name.startswith(foreign or ("\0",))]
+        text = "\n".join(r.getMessage() for r in records)
+        for record in records:
             assert record.levelno < logging.ERROR, record.getMessage()
             assert record.exc_info is None, record.getMessage()
         for secret in secrets:
@@ -264,12 +267,15 @@ async def test_a_valid_token_would_put_the_user_on_the_unified_router(hostile: H
     hostile.assert_never_logged(good)
 
 
-def expect_refusal(route: str, outcome: tuple[int, Any]) -> None:
-    """The route's legacy refusal (LEGACY_SURFACE.md, "Failure styles, by route")."""
+def expect_refusal(route: str, outcome: tuple[int, Any], *, legacy_reason: bool = False) -> None:
+    """The route's legacy refusal (LEGACY_SURFACE.md, "Failure styles, by route").
+
+    `legacy_reason`: the legacy backend refused (its own message), not the proxy.
+    """
     status, detail = outcome
     if route == "factory":
         assert status == 403
-        assert json.loads(detail)["error"] == "authentication_failed"
+        assert legacy_reason or json.loads(detail)["error"] == "authentication_failed"
         return
     assert status == 101
     first, code, reason = detail
@@ -277,7 +283,7 @@ def expect_refusal(route: str, outcome: tuple[int, Any]) -> None:
     if route == "main":
         assert first["type"] == "error_message"
         assert first["error_code"] == "AUTH_FAILED"
-        assert reason == b"Authentication failed"
+        assert legacy_reason or reason == b"Authentication failed"
     else:
         assert first is None  # isolated: no frame, just the close
 
@@ -393,3 +399,33 @@ async def test_a_bogus_ticket_goes_to_legacy_only(hostile: Hostile) -> None:
     assert hostile.unified.handshakes == []
     assert await hostile.non_legacy_decisions() == 0
     hostile.assert_never_logged(forged)
+
+
+async def test_a_forged_ticket_is_refused_by_legacy_and_never_decides_unified(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With introspection configured, the proxy asks the issuer who a ticket stands for;
+    a forged one stands for nobody, so legacy (which alone redeems tickets) refuses it."""
+    caplog.set_level(logging.DEBUG)
+    await stack.backends()
+    running = await stack.proxy(
+        f"flags:\n  unified_router:\n    routes: {ALL_ROUTES}\n    rollout: {{unified: 100}}\n"
+    )
+    hostile = Hostile(running, QuietUpstream("unused"), QuietUpstream("unused"), caplog)
+    forged = "forged-ticket-" + b64url(b"\x00" * 18)
+    for route in ("main", "factory", "isolated"):
+        for key in ("ticket", "auth_ticket", "ticket_id"):
+            outcome = await hostile.connect(f"{PATHS[route]}?{key}={forged}", [])
+            expect_refusal(route, outcome, legacy_reason=True)
+    assert await hostile.non_legacy_decisions() == 0
+    assert (
+        await hostile.metric(
+            "strangler_flag_evaluations_total",
+            flag="unified_router",
+            mode="legacy",
+            reason="anonymous",
+        )
+        == 9
+    )
+    # The reference backends' own logs (their access log quotes the URL) are theirs.
+    hostile.assert_never_logged(forged, foreign=("aiohttp.access", "demo."))
