@@ -163,6 +163,15 @@ async def test_invalid_utf8_text_frame_is_closed_1007(
     code, _ = await ws.recv_close()
     assert code == 1007
     await ws.close()
+    if not (guarded.tunnelled and path == "/ws"):
+        # The relay stopped the frame: the backend only learns that the client went away.
+        backend = guarded.proxy.unified if user == "alice" else guarded.proxy.legacy
+
+        async def backend_closed() -> bool:
+            return bool(backend.closes)
+
+        await wait_for(backend_closed)
+        assert backend.closes == [(1001, "")]
     await guarded.check()
     await guarded.counted(route, "invalid_utf8", identity=path == "/ws")
     assert await guarded.bad_input(route, "invalid_json") == 0
