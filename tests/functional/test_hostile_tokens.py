@@ -158,6 +158,18 @@ class Hostile:
     legacy: Upstream
     unified: Upstream
     caplog: pytest.LogCaptureFixture
+    # An anonymous client on the legacy route, connected throughout: it must stay served.
+    bystander: RawWebSocket | None = None
+    legacy_before: int = 0  # backend handshakes before the test's own connections
+
+    def legacy_reached(self) -> int:
+        """Connections of the test's own that reached the legacy backend."""
+        return len(self.legacy.handshakes) - self.legacy_before
+
+    async def still_serving(self) -> None:
+        assert self.bystander is not None
+        await self.bystander.send(frame(OP_TEXT, b"who"))
+        assert json.loads(await self.bystander.recv_text()) == {"backend": "legacy"}
 
     async def metric(self, name: str, **labels: str) -> float:
         samples = await scrape(self.running.admin_port)
@@ -243,7 +255,12 @@ relay: {{max_message_bytes: 65536, grace_period: 1}}
     )
     running = await start(load_config(tmp_path / "strangler.yaml"))
     try:
-        yield Hostile(running, legacy, unified, caplog)
+        bystander = await RawWebSocket.open(running.port)
+        assert (await bystander.handshake(PATHS["legacy"])).status == 101
+        hostile = Hostile(running, legacy, unified, caplog, bystander, len(legacy.handshakes))
+        await hostile.still_serving()
+        yield hostile
+        await bystander.close()
     finally:
         await running.stop()
         await legacy.stop()
@@ -264,6 +281,7 @@ async def test_a_valid_token_would_put_the_user_on_the_unified_router(hostile: H
             await ws.close()
     assert len(hostile.unified.handshakes) == 4
     assert await hostile.non_legacy_decisions() == 4
+    await hostile.still_serving()
     hostile.assert_never_logged(good)
 
 
@@ -315,8 +333,9 @@ async def test_hostile_token_is_refused_in_the_route_style_and_never_reaches_uni
         == 5
     )
     assert hostile.unified.handshakes == []
-    assert hostile.legacy.handshakes == []  # refused at the edge, before any backend
+    assert hostile.legacy_reached() == 0  # refused at the edge, before any backend
     assert await hostile.non_legacy_decisions() == 0
+    await hostile.still_serving()
     hostile.assert_never_logged(bad)
 
 
@@ -341,10 +360,11 @@ async def test_hostile_token_on_a_route_without_auth_is_anonymous_on_legacy(
             mode="legacy",
             reason="anonymous",
         )
-        == 5
+        == 5 + 1  # and the bystander
     )
     assert hostile.unified.handshakes == []
     assert await hostile.non_legacy_decisions() == 0
+    await hostile.still_serving()
     hostile.assert_never_logged(bad)
 
 
@@ -369,8 +389,9 @@ async def test_malformed_subprotocol_token_is_refused_as_malformed(
     assert (
         await hostile.metric("strangler_auth_failures_total", route=route, reason="malformed") == 1
     )
-    assert hostile.unified.handshakes == [] and hostile.legacy.handshakes == []
+    assert hostile.unified.handshakes == [] and hostile.legacy_reached() == 0
     assert await hostile.non_legacy_decisions() == 0
+    await hostile.still_serving()
     hostile.assert_never_logged(entry.split(".", 1)[1])
 
 
@@ -386,8 +407,9 @@ async def test_a_100_kib_token_is_refused_before_it_is_parsed(
     assert (
         await hostile.metric("strangler_bad_input_total", route="none", reason="bad_request") == 1
     )
-    assert hostile.unified.handshakes == [] and hostile.legacy.handshakes == []
+    assert hostile.unified.handshakes == [] and hostile.legacy_reached() == 0
     assert await hostile.non_legacy_decisions() == 0
+    await hostile.still_serving()
     hostile.assert_never_logged(huge)
 
 
@@ -398,6 +420,7 @@ async def test_a_bogus_ticket_goes_to_legacy_only(hostile: Hostile) -> None:
     assert await hostile.served_by_legacy(f"/ws?ticket={forged}", [])
     assert hostile.unified.handshakes == []
     assert await hostile.non_legacy_decisions() == 0
+    await hostile.still_serving()
     hostile.assert_never_logged(forged)
 
 
