@@ -679,6 +679,8 @@ class Proxy:
         try:
             outcome = await tunnel.run()
             label = outcome.label
+            if outcome.bad_input is not None:
+                m.bad_input.labels(route.name, outcome.bad_input).inc()
             if backend_name == "unified" and not conn.ending:
                 failed = outcome.client_code == CLOSE_INTERNAL_ERROR or label == "backend_gone"
                 self.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)

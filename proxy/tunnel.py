@@ -282,7 +282,16 @@ class Tunnel:
             label = "shutdown"
         else:
             label = f"{end.side.value}_gone"
-        return Outcome(label, self._hops[Side.CLIENT].sent_code, self._hops[Side.BACKEND].sent_code)
+        # A client that broke the rules is bad input; UTF-8 is the endpoints' to judge here.
+        bad_input = None
+        if end.side is Side.CLIENT and label in ("too_big", "protocol_error"):
+            bad_input = label
+        return Outcome(
+            label,
+            self._hops[Side.CLIENT].sent_code,
+            self._hops[Side.BACKEND].sent_code,
+            bad_input,
+        )
 
     @property
     def client_close_code(self) -> int | None:

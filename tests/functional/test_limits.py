@@ -56,10 +56,14 @@ async def test_global_limit_can_refuse_with_503_instead(start_proxy: StartProxy)
             await ws.close()
 
 
+@pytest.mark.parametrize("tunnel", ["auto", "off"], ids=["tunnel", "per_frame"])
 async def test_client_that_stops_reading_is_closed_after_the_stall_timeout(
-    start_proxy: StartProxy,
+    start_proxy: StartProxy, tunnel: str
 ) -> None:
-    p = await start_proxy(extra="limits: {stalled_timeout: 0.5, stalled_close_code: 1009}")
+    p = await start_proxy(
+        extra="limits: {stalled_timeout: 0.5, stalled_close_code: 1009}",
+        relay=f"{{tunnel: {tunnel}, max_message_bytes: 2097152, grace_period: 1}}",
+    )
     reader, writer = await asyncio.open_connection("127.0.0.1", p.running.port)
     writer.write(
         (

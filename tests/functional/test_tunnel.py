@@ -224,6 +224,9 @@ async def test_client_frame_without_a_mask_gets_1002_and_the_backend_1001(
         assert await c.reader.read() == b""  # and then the socket ends
     await wait_for(lambda: _true(bool(p.legacy.closes)))
     assert p.legacy.closes[-1][0] == 1001
+    await wait_for(
+        lambda: _has(p, "strangler_bad_input_total", route="main", reason="protocol_error")
+    )
     c.writer.close()
 
 
