@@ -8,6 +8,7 @@ protocol error exactly as aiohttp does for its own checks (close 1002, an ERROR 
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -54,17 +55,22 @@ class ClientSocket(web.WebSocketResponse):
 
     def _post_start(self, request: BaseRequest, protocol: str | None, writer: Any) -> None:
         handler: Any = request.protocol
-        try:
-            # Bytes the client sent right behind its handshake, before a parser existed:
-            # they must pass the check too.
-            tail: bytes = handler._message_tail
-            handler._message_tail = b""
-        except AttributeError:  # pragma: no cover - an aiohttp without these internals
+        if not (hasattr(handler, "_message_tail") and hasattr(handler, "_payload_parser")):
+            # An aiohttp without these internals: serve the client unchecked, not fail it.
             super()._post_start(request, protocol, writer)
-            log.warning("unmasked client frames cannot be refused with this aiohttp")
+            _warn_unchecked()
             return
+        # Bytes the client sent right behind its handshake, before a parser existed:
+        # they must pass the check too.
+        tail: bytes = handler._message_tail
+        handler._message_tail = b""
         super()._post_start(request, protocol, writer)
         guard = _MaskedFramesOnly(handler._payload_parser, self._reader)
         handler._payload_parser = guard
         if tail and guard.feed_data(tail)[0]:
             handler.close()
+
+
+@functools.cache
+def _warn_unchecked() -> None:
+    log.warning("this aiohttp hides its frame parser: unmasked client frames pass unchecked")
