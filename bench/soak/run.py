@@ -8,8 +8,9 @@ then a new process on the same port). Every `--interval` seconds it samples the 
 process from /proc/<pid> (resident memory, open file descriptors) and its own counts,
 and prints them as a table.
 
-Verdict: after the load stops and connections settle, the proxy's open fds must be
-back within `--max-fd-growth` of the idle start, and its resident memory within
+Verdict: after the load stops and connections settle (up to `--settle` seconds:
+sockets of connections that just ended may still be closing), the proxy's open fds must
+be back within `--max-fd-growth` of the idle start, and its resident memory within
 `--max-rss-growth-mib` of the first sample under load (allocator pools and caches
 reach their working size during warm-up; growth past that is what a leak looks like).
 It exits 1 when either bound is broken or the proxy died, 0 otherwise.
@@ -92,6 +93,50 @@ def proc_stats(pid: int) -> tuple[int, int]:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+def describe_fds(pid: int, names: dict[int, str]) -> Counter[str]:
+    """What a process's descriptors are: TCP sockets by state and peer, the rest by kind.
+
+    `names` maps local or remote ports to a role (the proxy's listeners, each backend),
+    so a leaked socket says which side of the proxy it belonged to.
+    """
+    sockets: dict[str, str] = {}
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                local, remote = (int(a.rsplit(":", 1)[1], 16) for a in cols[1:3])
+                state = TCP_STATES.get(cols[3], cols[3])
+                peer = names.get(remote) or (
+                    f"client of {names[local]}" if local in names else "other"
+                )
+                sockets[cols[9]] = f"tcp {state} {peer}"
+    kinds: Counter[str] = Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                kinds[sockets.get(target[8:-1], "socket (not tcp)")] += 1
+            else:
+                kinds[target.split(":", 1)[0] if ":" in target else "file"] += 1
+    return kinds
 
 
 def _open_log(path: Path) -> BinaryIO:
@@ -418,14 +463,25 @@ relay: {{grace_period: 2}}
             await asyncio.gather(*chaos, return_exceptions=True)
             async with asyncio.timeout(60):
                 await asyncio.gather(*load, return_exceptions=True)
-        # Settle: let the proxy notice every close before the last sample.
-        for _ in range(100):
-            if (await self.sample(started)).open_connections == 0:
+        # Settle: sockets of connections that just ended may still be closing (a close
+        # handshake waits up to the close timeout); a leak is what never comes back.
+        settle_until = time.monotonic() + args.settle
+        while True:
+            end = await self.sample(started)
+            settled = end.open_connections == 0 and end.fds - idle_start.fds <= args.max_fd_growth
+            if settled or time.monotonic() >= settle_until:
                 break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(2.0)
-        end = await self.sample(started)
+            await asyncio.sleep(1.0)
         self.record("end", end)
+        assert self.proxy is not None
+        names = {
+            self.port: "proxy",
+            self.admin: "admin",
+            self.backend_ports["legacy"]: "legacy",
+            self.backend_ports["unified"]: "unified",
+        }
+        kinds = describe_fds(self.proxy.pid, names)
+        print(f"proxy fds at the end: {dict(sorted(kinds.items()))}")
         return self.verdict(idle_start, warm or idle_start, end, await self.metrics())
 
     def verdict(
@@ -477,6 +533,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--event-delay", type=float, default=0.01, help="backend s between events")
     p.add_argument("--max-rss-growth-mib", type=float, default=48.0, help="limit (48 MiB)")
     p.add_argument("--max-fd-growth", type=int, default=16, help="limit (16)")
+    p.add_argument("--settle", type=float, default=30.0, help="s allowed to settle (30)")
     p.add_argument("--src", default=str(ROOT), help="source tree to run (this checkout)")
     p.add_argument("--workdir", default=None, help="where configs and proxy.log go (temp)")
     return p.parse_args(argv)
