@@ -130,7 +130,9 @@ class _Direction:
 
     def inject(self, frame: bytes) -> bool:
         """Put a close frame toward the destination now if between frames, else next."""
-        if self.scanner.remaining:
+        # After an error, what went out ends where the offending frame began: a boundary,
+        # whatever the scanner, which walks on past it, says.
+        if self.scanner.remaining and not self.failed:
             self.pending_close = frame
             # The rest of that one frame (at most max_message_bytes) goes even to a
             # peer that does not read; its sender must not stay paused behind it.
@@ -153,12 +155,14 @@ class _Direction:
             return b""
         frame, self.pending_close = self.pending_close, None
         assert frame is not None
-        self._write(frame)
         self.shut = True
         self.tunnel.read_freely(self.source)
-        self.tunnel.written(_other(self.source))
         if scan.close_seen:
-            self.tunnel.close_from(self.source, scan.close_code, forwarded=False)
+            # The frame in flight was the source's own close: it went, and stands for ours.
+            self.tunnel.close_from(self.source, scan.close_code, forwarded=True)
+            return rest
+        self._write(frame)
+        self.tunnel.written(_other(self.source))
         return rest
 
     def _write(self, data: bytes) -> None:
@@ -322,6 +326,7 @@ class Tunnel:
             peer = self._hops[other]
             peer.closing = peer.close_written = True
             peer.sent_code = code
+            peer.ours = False
             self._dirs[side].shut = True
             self._begin(End(side, EndKind.CLOSED, code))
         self._check(side)

@@ -212,6 +212,25 @@ async def test_message_from_the_backend_over_the_limit_closes_both_sides_1009(
     )
 
 
+async def test_oversize_frame_arriving_in_pieces_never_reaches_the_backend(
+    start_proxy: StartProxy,
+) -> None:
+    """The 1009 goes where the oversize frame began; none of its payload follows it."""
+    p = await start_proxy(relay=TUNNEL)
+    c = await RawClient.connect(p, "bob")
+    big = frame(OP_BINARY, b"b" * 70000, mask=MASK)
+    await c.send(frame(OP_TEXT, b"who", mask=MASK))
+    assert await c.read_frame() == (OP_TEXT, b'{"backend": "legacy"}')
+    await c.send(big[:1000])
+    kind, body = await c.read_frame()
+    assert (kind, int.from_bytes(body[:2], "big")) == (0x8, 1009)
+    await c.send(big[1000:])  # the rest, which must go nowhere
+    await wait_for(lambda: _true(bool(p.legacy.closes)))
+    assert p.legacy.closes[-1][0] == 1009  # payload bytes after the close would be 1002
+    await wait_for(lambda: _has(p, "strangler_bad_input_total", route="main", reason="too_big"))
+    c.writer.close()
+
+
 async def test_client_frame_without_a_mask_gets_1002_and_the_backend_1001(
     start_proxy: StartProxy,
 ) -> None:
