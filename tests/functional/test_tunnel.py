@@ -82,6 +82,27 @@ async def test_identity_connections_are_tunnelled_translated_ones_are_not(
             assert tunnelled(proxy) == [False]
 
 
+async def test_shadow_and_live_connections_keep_the_per_frame_relay(
+    start_proxy: StartProxy,
+) -> None:
+    flags = (
+        "flags:\n  unified_router:\n    routes: [main, main_user, factory, isolated]\n"
+        "    targets: {shadow: [sam], live: [liv]}\n"
+    )
+    p = await start_proxy(flags, relay=TUNNEL)
+    proxy = p.running.proxy
+    async with aiohttp.ClientSession() as s:
+        for user, backend in (("sam", "legacy"), ("liv", "unified")):
+            async with s.ws_connect(p.url(), headers=bearer(user)) as ws:
+                await ws.send_str("who")
+                assert (await ws.receive_json()) == {"backend": backend}
+                assert [c.mode.value for c in proxy.connections] == [
+                    "shadow" if user == "sam" else "live"
+                ]
+                assert tunnelled(proxy) == [False]
+            await wait_for(lambda: _true(not proxy.connections))
+
+
 async def test_tunnel_off_relays_every_connection_frame_by_frame(start_proxy: StartProxy) -> None:
     p = await start_proxy(relay=PER_FRAME)
     async with aiohttp.ClientSession() as s, s.ws_connect(p.url(), headers=bearer("bob")) as ws:
