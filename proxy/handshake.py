@@ -200,7 +200,9 @@ def _request(target: URL, key: str, protocols: Sequence[str], headers: CIMultiDi
         if "\r" in value or "\n" in value:
             continue  # never let a header value end the request early
         lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    # aiohttp decoded the client's header bytes as UTF-8 with surrogateescape (and
+    # encodes its own requests as UTF-8): this gives the backend the same bytes.
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
 async def _read_head(protocol: UpstreamProtocol) -> tuple[int, CIMultiDict[str], bytes]:

@@ -195,3 +195,16 @@ async def test_both_paths_answer_the_client_alike_for_the_same_backend(
         await p.metric("strangler_upstream_connect_failures_total", backend="legacy", reason=reason)
         == 1
     )
+
+
+@pytest.mark.parametrize("tunnel", ["auto", "off"], ids=["tunnel", "per_frame"])
+async def test_forwarded_header_bytes_reach_the_backend_unchanged(
+    start_proxy: StartProxy, tunnel: str
+) -> None:
+    p = await start_proxy(relay=f"{{tunnel: {tunnel}, grace_period: 0.2}}")
+    agent = "klient/1.0 (Zürich; ✓)"
+    headers = {"Authorization": f"Bearer {token('bob')}", "User-Agent": agent}
+    async with aiohttp.ClientSession() as s, s.ws_connect(p.url(), headers=headers) as ws:
+        await ws.send_str("who")
+        assert (await ws.receive_json()) == {"backend": "legacy"}
+    assert p.legacy.handshakes[-1]["headers"]["User-Agent"] == agent
