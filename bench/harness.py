@@ -184,6 +184,9 @@ def start_echo(env: Env, name: str) -> tuple[Service, int]:
 
 def start_nginx(env: Env, upstream_port: int, max_conns: int) -> tuple[Service, int]:
     port = free_port()
+    # nginx counts client and upstream sockets and wants headroom on top ("worker_connections
+    # are not enough, reusing connections" resets clients before their 101 otherwise).
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     prefix = env.work / "nginx"
     prefix.mkdir(exist_ok=True)
     conf = prefix / "nginx.conf"
@@ -191,10 +194,10 @@ def start_nginx(env: Env, upstream_port: int, max_conns: int) -> tuple[Service, 
     conf.write_text(
         f"""daemon off;
 worker_processes 1;
-worker_rlimit_nofile {max_conns * 2 + 256};
+worker_rlimit_nofile {min(fd_limit, max_conns * 3 + 2048)};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections {max_conns * 2 + 128}; multi_accept on; }}
+events {{ worker_connections {min(fd_limit - 1024, max_conns * 3 + 1024)}; multi_accept on; }}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -478,6 +481,10 @@ def measure(
             budget + s.hs_seconds,
         )
         out["handshakes_per_s"] = h["handshakes_per_s"]
+        # CPU per handshake cycle (open, close handshake, TCP close) of the thing under
+        # test: unlike the rate, it does not depend on what else shares the machine.
+        if "thing" in h["cpu"] and h["cycles"]:
+            out["hs_cpu_ms"] = h["cpu"]["thing"] * 1000 / h["cycles"]
         out["hs_errors"] = h["errors"]
         if h["errors"]:
             out["hs_first_error"] = h["first_error"]
@@ -603,6 +610,7 @@ def summarize(all_rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
             "p50_n": median_of(rs, "p50_n_us"),
             "p99_n": median_of(rs, "p99_n_us"),
             "hs": median_of(rs, "handshakes_per_s"),
+            "hs_cpu_ms": median_of(rs, "hs_cpu_ms"),
             "idle_kib": median_of(rs, "idle", "kib_per_conn"),
             "errors": sum(int(r.get("errors", 0)) + int(r.get("hs_errors", 0)) for r in rs)
             + sum(int(r.get("idle", {}).get("errors", 0)) for r in rs),
@@ -624,9 +632,10 @@ def table(summary: dict[str, dict[str, Any]], conns: int) -> str:
     base = summary.get("direct", {})
     rows = [
         f"| scenario | msgs/s @{conns} | CPU s/100k msgs | x nginx | p50 @1 µs | added p50 @1 µs "
-        f"| x nginx | p99 @1 µs | p50/p99 @{conns} µs | handshakes/s | KiB/idle conn | x nginx "
+        f"| x nginx | p99 @1 µs | p50/p99 @{conns} µs | handshakes/s | CPU ms/handshake "
+        "| KiB/idle conn | x nginx "
         "| errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ng_added = ratio_sub(ng.get("p50_1"), base.get("p50_1"))
     for name, r in summary.items():
@@ -636,6 +645,7 @@ def table(summary: dict[str, dict[str, Any]], conns: int) -> str:
             f"| {fmt(ratio(r['cpu_100k'], ng.get('cpu_100k')))} | {fmt(r['p50_1'], '.0f')} "
             f"| {fmt(added, '.0f')} | {fmt(ratio(added, ng_added))} | {fmt(r['p99_1'], '.0f')} "
             f"| {fmt(r['p50_n'], '.0f')}/{fmt(r['p99_n'], '.0f')} | {fmt(r['hs'], ',.0f')} "
+            f"| {fmt(r['hs_cpu_ms'], '.3f')} "
             f"| {fmt(r['idle_kib'], '.1f')} | {fmt(ratio(r['idle_kib'], ng.get('idle_kib')))} "
             f"| {r['errors']} |"
         )
@@ -709,10 +719,13 @@ def verdicts(
             f"{big.get('serving_after')}, {big.get('kib_per_conn', 0):.1f} KiB/conn"
             + ("" if big.get("conns", 0) >= 20000 else " — 20,000 NOT MEASURED here (fd limit)")
         )
-    hs = summary.get("legacy", {}).get("hs") or summary.get(f"legacy{per_frame}", {}).get("hs")
-    if hs is not None:
+    for name in dict.fromkeys(("legacy", f"legacy{per_frame}")):
+        hs, cpu_ms = summary.get(name, {}).get("hs"), summary.get(name, {}).get("hs_cpu_ms")
+        if hs is None:
+            continue
+        capacity = f", {1000 / cpu_ms:,.0f} per CPU-second" if cpu_ms else ""
         lines.append(
-            f"- (4) handshakes/s on the legacy route: {hs:,.0f} (target ≥ 2,000) — "
+            f"- (4) {name} handshakes/s: {hs:,.0f} measured{capacity} (target ≥ 2,000) — "
             + ("met" if hs >= 2000 else "MISSED")
         )
     return lines
