@@ -11,9 +11,11 @@ run through it:
 - down: the backend sends N text frames of --size bytes to each client;
 - up: each client sends N masked text frames to the backend, which counts them.
 
-Figures: messages per second (wall clock, all clients together) and the proxy's CPU
-time per message from /proc/<pid>/stat (utime + stime). This is a quick check, not the
-full side-by-side with nginx (bench/run.sh).
+Figures: messages per second (wall clock, all clients together), the proxy's CPU
+time per message from /proc/<pid>/stat (utime + stime), and the proxy's RSS growth per
+open, quiet connection (--idle of them). On a busy machine trust the CPU figures more
+than the wall-clock ones. This is a quick check, not the full side-by-side with nginx
+(bench/run.sh).
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ async def backend_connection(reader: asyncio.StreamReader, writer: asyncio.Strea
         ).encode()
     )
     query = {k: int(v[0]) for k, v in parse_qs(urlsplit(target).query).items()}
+    if query.get("idle"):
+        await reader.read()  # hold the connection until the proxy lets go
+        writer.close()
+        return
     n, size = query["n"], query["size"]
     if query.get("down"):
         batch = frame(OP_TEXT, b"x" * size) * BATCH
@@ -127,14 +133,35 @@ async def one_client(port: int, workload: str, n: int, size: int) -> None:
     writer.close()
 
 
+async def idle_client(port: int) -> asyncio.StreamWriter:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            "GET /websocket?idle=1 HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    if not (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101"):
+        raise SystemExit("idle handshake refused")
+    return writer
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run_mode(
-    mode: str, backend_port: int, n: int, size: int, clients: int
-) -> dict[str, tuple[float, float]]:
+    mode: str, backend_port: int, n: int, size: int, clients: int, idle: int
+) -> tuple[dict[str, tuple[float, float]], float]:
     work = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
     port = free_port()
     (work / "flags.yaml").write_text("flags: {}\n")
@@ -173,7 +200,14 @@ relay: {{tunnel: {mode}, max_message_bytes: 1048576}}
             wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
             total = n * clients
             results[workload] = (total / wall, cpu / total * 1e6)
-        return results
+        # Memory an open, quiet connection costs (RSS growth over `idle` of them).
+        before = rss_bytes(proc.pid)
+        held = [await idle_client(port) for _ in range(idle)]
+        await asyncio.sleep(0.5)
+        per_connection = (rss_bytes(proc.pid) - before) / max(idle, 1)
+        for writer in held:
+            writer.close()
+        return results, per_connection
     finally:
         proc.terminate()
         await proc.wait()
@@ -184,6 +218,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000, help="per client and workload")
     parser.add_argument("--size", type=int, default=300, help="payload bytes per message")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--idle", type=int, default=500, help="quiet connections for memory")
     args = parser.parse_args()
     backend_port = free_port()
     backend = subprocess.Popen(
@@ -193,13 +228,18 @@ def main() -> None:
         time.sleep(0.5)
         print(f"{args.clients} clients x {args.messages} messages of {args.size} bytes, each way")
         print(f"{'mode':<10} {'workload':<6} {'msg/s':>12} {'proxy CPU us/msg':>18}")
+        memory = {}
         for mode in ("auto", "off"):
-            results = asyncio.run(
-                run_mode(mode, backend_port, args.messages, args.size, args.clients)
+            results, memory[mode] = asyncio.run(
+                run_mode(mode, backend_port, args.messages, args.size, args.clients, args.idle)
             )
             name = "tunnel" if mode == "auto" else "per-frame"
             for workload, (rate, cpu) in results.items():
                 print(f"{name:<10} {workload:<6} {rate:>12,.0f} {cpu:>18.2f}")
+        for mode, name in (("auto", "tunnel"), ("off", "per-frame")):
+            print(
+                f"{name:<10} RSS per idle connection ({args.idle}): {memory[mode] / 1024:.1f} KiB"
+            )
     finally:
         backend.terminate()
         backend.wait(timeout=5)
