@@ -465,14 +465,16 @@ relay: {{grace_period: 2}}
                 await asyncio.gather(*load, return_exceptions=True)
         # Settle: sockets of connections that just ended may still be closing (a close
         # handshake waits up to the close timeout); a leak is what never comes back.
-        settle_until = time.monotonic() + args.settle
+        load_stopped = time.monotonic()
+        settle_until = load_stopped + args.settle
         while True:
             end = await self.sample(started)
-            settled = end.open_connections == 0 and end.fds - idle_start.fds <= args.max_fd_growth
+            settled = end.open_connections == 0 and end.fds <= idle_start.fds
             if settled or time.monotonic() >= settle_until:
                 break
             await asyncio.sleep(1.0)
         self.record("end", end)
+        print(f"end sample {time.monotonic() - load_stopped:.1f} s after the load stopped")
         assert self.proxy is not None
         names = {
             self.port: "proxy",
