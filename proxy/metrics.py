@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from proxy import __version__
+from proxy.guards import WATCHED
 
 # How a relayed connection ended (the `outcome` label of strangler_connections_total).
 OUTCOMES = (
@@ -67,7 +68,7 @@ BAD_INPUT = (
 )
 
 # What a guard watches.
-GUARDS = ("mismatch_ratio", "unified_error_ratio")
+GUARDS = WATCHED  # proxy/guards.py defines what a guard can watch
 
 # Why a shadow/live connection ran without its secondary.
 SECONDARY_SKIPS = ("switched_off", "at_capacity")
