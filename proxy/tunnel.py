@@ -49,6 +49,9 @@ from proxy.relay import (
 )
 from proxy.wsframes import CLOSE_PROTOCOL_ERROR, FrameScanner, close_frame
 
+# A backend's close code that judges what the client sent (bad input, by reason).
+_BACKEND_VERDICTS = {1007: "invalid_utf8", 1002: "protocol_error"}
+
 
 def _other(side: Side) -> Side:
     return Side.BACKEND if side is Side.CLIENT else Side.CLIENT
@@ -286,10 +289,14 @@ class Tunnel:
             label = "shutdown"
         else:
             label = f"{end.side.value}_gone"
-        # A client that broke the rules is bad input; UTF-8 is the endpoints' to judge here.
+        # A client that broke the rules is bad input. UTF-8 and reserved bits are the
+        # backend's to judge here (the tunnel never reads payloads); its close code is
+        # that verdict, so 1007 and 1002 from the backend are counted as the client's.
         bad_input = None
         if end.side is Side.CLIENT and label in ("too_big", "protocol_error"):
             bad_input = label
+        elif end.side is Side.BACKEND and end.kind is EndKind.CLOSED:
+            bad_input = _BACKEND_VERDICTS.get(end.code or 0)
         return Outcome(
             label,
             self._hops[Side.CLIENT].sent_code,

@@ -51,11 +51,11 @@ class Guarded:
     async def bad_input(self, route: str, reason: str) -> float:
         return await self.proxy.metric("strangler_bad_input_total", route=route, reason=reason)
 
-    async def counted(self, route: str, reason: str, *, tunnel_defers: bool = False) -> None:
+    async def counted(self, route: str, reason: str) -> None:
         """Once the misbehaving connection's end is recorded, its bad input was counted once.
 
-        `tunnel_defers`: the byte tunnel (relay.tunnel: auto, connections that need no
-        translation) leaves this check to the backend, so it has nothing to count.
+        On the byte tunnel (relay.tunnel: auto, connections that need no translation)
+        UTF-8 and reserved bits are judged by the backend; its close code is counted.
         """
 
         async def ended() -> bool:
@@ -66,12 +66,7 @@ class Guarded:
             )
 
         await wait_for(ended)  # the relay counts bad input before it records the end
-        n = await self.bad_input(route, reason)
-        if n == 0 and tunnel_defers and self.tunnelled:
-            # The tunnel leaves UTF-8 and reserved bits to the backend (whose close code
-            # passes through), so the proxy has nothing to count.
-            pytest.xfail("judged by the backend behind the byte tunnel, not counted")
-        assert n == 1
+        assert await self.bad_input(route, reason) == 1
 
     async def raw(self, path: str, user: str = "bob") -> RawWebSocket:
         ws = await self.open()
@@ -175,7 +170,7 @@ async def test_invalid_utf8_text_frame_is_closed_1007(
         await wait_for(backend_closed)
         assert backend.closes == [(1001, "")]
     await guarded.check()
-    await guarded.counted(route, "invalid_utf8", tunnel_defers=path == "/ws")
+    await guarded.counted(route, "invalid_utf8")
     assert await guarded.bad_input(route, "invalid_json") == 0
 
 
@@ -253,7 +248,7 @@ async def test_protocol_violation_is_closed_1002(guarded: Guarded, bad: bytes) -
     await guarded.check()
     # Reserved bits may belong to an extension agreed end to end: the tunnel lets the
     # backend judge them.
-    await guarded.counted("main", "protocol_error", tunnel_defers=bool(bad[0] & 0x70))
+    await guarded.counted("main", "protocol_error")
 
 
 async def test_unmasked_frame_sent_with_the_handshake_is_refused(guarded: Guarded) -> None:
