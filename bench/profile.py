@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--conns", type=int, default=100)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--loadgen", type=Path, default=h.ROOT / "bench" / "loadgen" / "loadgen")
+    p.add_argument("--source", type=Path, default=h.ROOT, help="the proxy's source tree")
     p.add_argument("--out", type=Path, default=Path("bench/out/profile.txt"))
     a = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(h.ROOT / ".venv" / "bin" / "py-spy")
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     label = "/per-frame" if name.endswith("/per-frame") else ""
     extra = ', tunnel: "off"' if label else ""
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    with h.environment(a.loadgen, True, h.ROOT) as env:
+    with h.environment(a.loadgen, True, a.source) as env:
         _, port_a = h.start_echo(env, "echo-a")
         _, port_b = h.start_echo(env, "echo-b")
         px = h.start_proxy(env, "proxy", port_a, port_b, extra)
