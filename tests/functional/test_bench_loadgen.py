@@ -36,7 +36,6 @@ def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
             gcc,
             "-O2",
             "-Wall",
-            "-Werror",
             "-std=c11",
             "-o",
             str(binary),
