@@ -506,7 +506,7 @@ async def test_client_that_stops_reading_costs_bounded_memory_and_is_closed_with
     # Backpressure: the backend was held back (what it did send sits in the kernel's
     # socket buffers), not drained into the proxy's memory.
     assert p.legacy.sent < frames // 2
-    assert peak_buffer < 1024 * 1024
+    assert 0 < peak_buffer < 1024 * 1024  # seen filled, and bounded
     assert peak_rss - rss_before < frames * size // 4
     # The client, reading at last, finds the configured close after what was in flight.
     async with asyncio.timeout(10):
