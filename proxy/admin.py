@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flags.load import FlagFileError, parse_flags
@@ -168,22 +169,10 @@ def build_admin_app(proxy: Proxy) -> web.Application:
     async def to_status(_: web.Request) -> web.Response:
         raise web.HTTPFound("/status")
 
-    token = proxy.config.admin_token
-
-    @web.middleware
-    async def require_token(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        # Liveness and readiness stay open for orchestrators; the rest needs the token.
-        if token is not None and request.path not in ("/healthz", "/readyz"):
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                raise web.HTTPUnauthorized(
-                    text="admin token required\n", headers={"WWW-Authenticate": "Bearer"}
-                )
-        return await handler(request)
-
-    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[require_token])
+    app = web.Application(
+        client_max_size=64 * 1024 * 1024,
+        middlewares=[token_middleware(proxy.config.admin_token)],
+    )
     app.router.add_get("/status", status_page)
     app.router.add_get("/", to_status)
     app.router.add_get("/flags/status", flags_status)
@@ -195,3 +184,25 @@ def build_admin_app(proxy: Proxy) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def token_middleware(token: str | None) -> Middleware:
+    """The admin port's guard: with a token configured, every path but the probes needs
+    ``Authorization: Bearer <token>`` (compared in constant time)."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Liveness and readiness stay open for orchestrators; the rest needs the token.
+        if token is not None and request.path not in ("/healthz", "/readyz"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise web.HTTPUnauthorized(
+                    text="admin token required\n", headers={"WWW-Authenticate": "Bearer"}
+                )
+        return await handler(request)
+
+    return require_token

@@ -56,6 +56,7 @@ from proxy.relay import (
     IDENTITY,
     Filters,
     Meters,
+    Outcome,
     close_both,
     relay,
 )
@@ -580,26 +581,10 @@ class Proxy:
                 backend_lost_code=route.upstream_lost_close_code
                 or self.config.relay.upstream_lost_close_code,
             )
-            outcome_label = conn.ending or outcome.label
-            if outcome.bad_input is not None:
-                m.bad_input.labels(route.name, outcome.bad_input).inc()
-            if backend_name == "unified" and not conn.ending:
-                # The unified router failed the client mid-session: it sent 1011, or
-                # vanished (the client then got the route's backend-lost code).
-                failed = (
-                    outcome.client_code == CLOSE_INTERNAL_ERROR or outcome.label == "backend_gone"
-                )
-                self.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
+            outcome_label = outcome.label
+            self._relayed(conn, decision, backend_name, outcome)
         finally:
-            self.connections.discard(conn)
-            if conn.drifted:
-                m.drift.labels(route.name).dec()
-            if not self.connections:
-                self.idle.set()
-            m.connections_open.labels(route.name, decision.mode.value).dec()
-            # The proxy's own reason wins: the relay may have ended by being cut off.
-            outcome_label = conn.ending or outcome_label
-            m.connections.labels(route.name, decision.mode.value, outcome_label).inc()
+            outcome_label = self._forget(conn, outcome_label)
             logged.closed(outcome_label, client_ws.close_code)
             if tee is not None:
                 tee.primary_closed()
@@ -679,22 +664,38 @@ class Proxy:
         try:
             outcome = await tunnel.run()
             label = outcome.label
-            if outcome.bad_input is not None:
-                m.bad_input.labels(route.name, outcome.bad_input).inc()
-            if backend_name == "unified" and not conn.ending:
-                failed = outcome.client_code == CLOSE_INTERNAL_ERROR or label == "backend_gone"
-                self.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
+            self._relayed(conn, decision, backend_name, outcome)
         finally:
-            self.connections.discard(conn)
-            if conn.drifted:
-                m.drift.labels(route.name).dec()
-            if not self.connections:
-                self.idle.set()
-            m.connections_open.labels(route.name, decision.mode.value).dec()
-            label = conn.ending or label
-            m.connections.labels(route.name, decision.mode.value, label).inc()
+            label = self._forget(conn, label)
             logged.closed(label, tunnel.client_close_code)
         return response
+
+    def _relayed(
+        self, conn: Connection, decision: Decision, backend_name: str, outcome: Outcome
+    ) -> None:
+        """What a finished relay or tunnel tells the bad-input count and the flag's guard."""
+        if outcome.bad_input is not None:
+            self.metrics.bad_input.labels(conn.route.name, outcome.bad_input).inc()
+        if backend_name == "unified" and not conn.ending:
+            # The unified router failed the client mid-session: it sent 1011, or
+            # vanished (the client then got the route's backend-lost code).
+            failed = outcome.client_code == CLOSE_INTERNAL_ERROR or outcome.label == "backend_gone"
+            self.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
+
+    def _forget(self, conn: Connection, label: str) -> str:
+        """Drop an ended connection and count how it ended; returns the outcome counted."""
+        m = self.metrics
+        route, mode = conn.route.name, conn.mode.value
+        self.connections.discard(conn)
+        if conn.drifted:
+            m.drift.labels(route).dec()
+        if not self.connections:
+            self.idle.set()
+        m.connections_open.labels(route, mode).dec()
+        # The proxy's own reason wins: the relay may have ended by being cut off.
+        label = conn.ending or label
+        m.connections.labels(route, mode, label).inc()
+        return label
 
     async def _open_primary(
         self,

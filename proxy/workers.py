@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from proxy.admin import token_middleware
 from proxy.config import Address, Config
 from proxy.server import Running, serve_forever
 
@@ -413,21 +413,10 @@ class Supervisor:
             answers = await self._ask_all(request.method, request.path_qs, body, headers)
             return merge_answers(answers)
 
-        @web.middleware
-        async def require_token(
-            request: web.Request,
-            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-        ) -> web.StreamResponse:
-            # As on a single proxy's admin port: probes open, the rest behind the token.
-            if token is not None and request.path not in ("/healthz", "/readyz"):
-                given = request.headers.get("Authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    raise web.HTTPUnauthorized(
-                        text="admin token required\n", headers={"WWW-Authenticate": "Bearer"}
-                    )
-            return await handler(request)
-
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[require_token])
+        # As on a single proxy's admin port: probes open, the rest behind the token.
+        app = web.Application(
+            client_max_size=64 * 1024 * 1024, middlewares=[token_middleware(token)]
+        )
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
