@@ -216,6 +216,64 @@ relay: {relay}
         await u.stop()
 
 
+# -- the proxy as its own process --------------------------------------------------------
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[tuple[Upstream, Upstream]]:
+    """A legacy and a unified `Upstream`, for a proxy run as a subprocess to relay to."""
+    legacy, unified = Upstream("legacy"), Upstream("unified")
+    await legacy.start()
+    await unified.start()
+    yield legacy, unified
+    await legacy.stop()
+    await unified.stop()
+
+
+def write_process_config(
+    directory: Path,
+    *,
+    legacy_url: str,
+    unified_url: str,
+    flags: str,
+    routes: str = ROUTES,
+    poll_interval: float | None = 60,
+    extra: str = "",
+) -> tuple[int, int]:
+    """Write strangler.yaml and flags.yaml into `directory` for `strangler run`, on two
+    fresh loopback ports; return (port, admin_port). `poll_interval=None` leaves the
+    flag file's poll interval to the default; `extra` is appended as further YAML."""
+    port, admin = free_port(), free_port()
+    (directory / "flags.yaml").write_text(flags)
+    poll = "" if poll_interval is None else f", poll_interval: {poll_interval}"
+    (directory / "strangler.yaml").write_text(
+        f"""
+listen: 127.0.0.1:{port}
+admin_listen: 127.0.0.1:{admin}
+backends:
+  legacy: {{url: "{legacy_url}"}}
+  unified: {{url: "{unified_url}"}}
+{routes}
+flags: {{file: flags.yaml{poll}}}
+jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
+{extra}
+"""
+    )
+    return port, admin
+
+
+async def admin_ready(admin_port: int) -> bool:
+    """Whether the admin port answers /readyz with 200; False while it cannot be reached."""
+    try:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://127.0.0.1:{admin_port}/readyz") as r,
+        ):
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
 def token(user: str, **kwargs: Any) -> str:
     return mint_token(SECRET, user, **kwargs)
 

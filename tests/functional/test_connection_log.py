@@ -7,14 +7,19 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
-from tests.functional.conftest import ROUTES, SECRET, Upstream, free_port, token, wait_for
+from tests.functional.conftest import (
+    SECRET,
+    Upstream,
+    admin_ready,
+    token,
+    wait_for,
+    write_process_config,
+)
 
 USER = "u-log-8d2f1c"  # distinctive, so finding it anywhere in the log means a leak
 OTHER = "u-log-legacy-3b7e90"  # stays on legacy: its bytes take the byte tunnel
@@ -24,16 +29,6 @@ flags:
     routes: [main, main_user]
     targets: {{unified: [{USER}]}}
 """
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[tuple[Upstream, Upstream]]:
-    legacy, unified = Upstream("legacy"), Upstream("unified")
-    await legacy.start()
-    await unified.start()
-    yield legacy, unified
-    await legacy.stop()
-    await unified.stop()
 
 
 class LogReader:
@@ -60,20 +55,12 @@ async def test_json_log_has_one_open_and_one_close_line_per_connection_without_u
     tmp_path: Path, upstreams: tuple[Upstream, Upstream]
 ) -> None:
     legacy, unified = upstreams
-    port, admin = free_port(), free_port()
-    (tmp_path / "flags.yaml").write_text(FLAGS)
-    (tmp_path / "strangler.yaml").write_text(
-        f"""
-listen: 127.0.0.1:{port}
-admin_listen: 127.0.0.1:{admin}
-backends:
-  legacy: {{url: "{legacy.url}"}}
-  unified: {{url: "{unified.url}/v1/ws"}}
-{ROUTES}
-flags: {{file: flags.yaml, poll_interval: 60}}
-jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
-logging: {{format: json, level: info}}
-"""
+    port, admin = write_process_config(
+        tmp_path,
+        legacy_url=legacy.url,
+        unified_url=f"{unified.url}/v1/ws",
+        flags=FLAGS,
+        extra="logging: {format: json, level: info}",
     )
     env = {k: v for k, v in os.environ.items() if k != "STRANGLER_LOG_LEVEL"}
     proc = await asyncio.create_subprocess_exec(
@@ -91,18 +78,7 @@ logging: {{format: json, level: info}}
     log = LogReader(proc.stderr)
     secret_token, other_token = token(USER), token(OTHER)
     try:
-
-        async def ready() -> bool:
-            try:
-                async with (
-                    aiohttp.ClientSession() as s,
-                    s.get(f"http://127.0.0.1:{admin}/readyz") as r,
-                ):
-                    return r.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await wait_for(ready, timeout=15)
+        await wait_for(lambda: admin_ready(admin), timeout=15)
         # The path carries the user id, the header the token: neither may reach the log.
         async with (
             aiohttp.ClientSession() as s,

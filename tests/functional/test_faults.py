@@ -33,11 +33,13 @@ from tests.functional.conftest import (
     SECRET,
     Stack,
     StartProxy,
+    admin_ready,
     free_port,
     metric,
     scrape,
     token,
     wait_for,
+    write_process_config,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -609,20 +611,14 @@ async def test_sigterm_lets_a_turn_in_flight_finish_then_closes_idle_ones_with_1
     stack: Stack, tmp_path: Path
 ) -> None:
     await stack.backends(legacy=BackendSettings(jwt_secret=SECRET, event_delay=0.1))
-    port, admin = free_port(), free_port()
-    (tmp_path / "flags.yaml").write_text(LEGACY_FOR_ALL)
-    (tmp_path / "strangler.yaml").write_text(
-        f"""
-listen: 127.0.0.1:{port}
-admin_listen: 127.0.0.1:{admin}
-backends:
-  legacy: {{url: "ws://127.0.0.1:{stack.legacy_port}"}}
-  unified: {{url: "ws://127.0.0.1:{stack.unified_port}/v1/ws"}}
-{DEMO_ROUTES}
-flags: {{file: flags.yaml}}
-jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
-relay: {{grace_period: 3}}
-"""
+    port, admin = write_process_config(
+        tmp_path,
+        legacy_url=f"ws://127.0.0.1:{stack.legacy_port}",
+        unified_url=f"ws://127.0.0.1:{stack.unified_port}/v1/ws",
+        flags=LEGACY_FOR_ALL,
+        routes=DEMO_ROUTES,
+        poll_interval=None,
+        extra="relay: {grace_period: 3}",
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -637,18 +633,7 @@ relay: {{grace_period: 3}}
         cwd=ROOT,
     )
     try:
-
-        async def ready() -> bool:
-            try:
-                async with (
-                    aiohttp.ClientSession() as s,
-                    s.get(f"http://127.0.0.1:{admin}/readyz") as r,
-                ):
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_for(ready, timeout=20)
+        await wait_for(lambda: admin_ready(admin), timeout=20)
         url = f"ws://127.0.0.1:{port}/ws"
         async with aiohttp.ClientSession() as s:
             busy = await s.ws_connect(url, headers=bearer("bob"))

@@ -8,20 +8,19 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.functional.conftest import (
-    ROUTES,
     SECRET,
     StartProxy,
     Upstream,
-    free_port,
+    admin_ready,
     token,
     wait_for,
+    write_process_config,
 )
 
 FLAGS = "flags:\n  unified_router:\n    routes: [main]\n    targets: {unified: [alice]}\n"
@@ -41,33 +40,15 @@ class ProxyProcess:
             return (await r.text()).splitlines()
 
 
-@pytest.fixture
-async def upstreams() -> AsyncIterator[tuple[Upstream, Upstream]]:
-    legacy, unified = Upstream("legacy"), Upstream("unified")
-    await legacy.start()
-    await unified.start()
-    yield legacy, unified
-    await legacy.stop()
-    await unified.stop()
-
-
 async def spawn(
     tmp_path: Path, legacy: Upstream, unified: Upstream, tunnel: str = "auto"
 ) -> ProxyProcess:
-    port, admin = free_port(), free_port()
-    (tmp_path / "flags.yaml").write_text(FLAGS)
-    (tmp_path / "strangler.yaml").write_text(
-        f"""
-listen: 127.0.0.1:{port}
-admin_listen: 127.0.0.1:{admin}
-backends:
-  legacy: {{url: "{legacy.url}"}}
-  unified: {{url: "{unified.url}/v1/ws"}}
-{ROUTES}
-flags: {{file: flags.yaml, poll_interval: 60}}
-jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
-relay: {{grace_period: 1.5, tunnel: {tunnel}}}
-"""
+    port, admin = write_process_config(
+        tmp_path,
+        legacy_url=legacy.url,
+        unified_url=f"{unified.url}/v1/ws",
+        flags=FLAGS,
+        extra=f"relay: {{grace_period: 1.5, tunnel: {tunnel}}}",
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -81,15 +62,7 @@ relay: {{grace_period: 1.5, tunnel: {tunnel}}}
         stderr=asyncio.subprocess.PIPE,
     )
     p = ProxyProcess(proc, port, admin)
-
-    async def ready() -> bool:
-        try:
-            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{admin}/readyz") as r:
-                return r.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    await wait_for(ready, timeout=20)
+    await wait_for(lambda: admin_ready(admin), timeout=20)
     return p
 
 

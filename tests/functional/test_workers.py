@@ -18,7 +18,14 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.functional.conftest import ROUTES, SECRET, Upstream, free_port, token, wait_for
+from tests.functional.conftest import (
+    SECRET,
+    Upstream,
+    admin_ready,
+    token,
+    wait_for,
+    write_process_config,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -69,32 +76,14 @@ class Workers:
 
 
 @pytest.fixture
-async def upstreams() -> AsyncIterator[tuple[Upstream, Upstream]]:
-    legacy, unified = Upstream("legacy"), Upstream("unified")
-    await legacy.start()
-    await unified.start()
-    yield legacy, unified
-    await legacy.stop()
-    await unified.stop()
-
-
-@pytest.fixture
 async def workers(tmp_path: Path, upstreams: tuple[Upstream, Upstream]) -> AsyncIterator[Workers]:
     legacy, unified = upstreams
-    port, admin = free_port(), free_port()
-    (tmp_path / "flags.yaml").write_text(FLAGS)
-    (tmp_path / "strangler.yaml").write_text(
-        f"""
-listen: 127.0.0.1:{port}
-admin_listen: 127.0.0.1:{admin}
-backends:
-  legacy: {{url: "{legacy.url}"}}
-  unified: {{url: "{unified.url}/v1/ws"}}
-{ROUTES}
-flags: {{file: flags.yaml, poll_interval: 60}}
-jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
-relay: {{grace_period: 1}}
-"""
+    port, admin = write_process_config(
+        tmp_path,
+        legacy_url=legacy.url,
+        unified_url=f"{unified.url}/v1/ws",
+        flags=FLAGS,
+        extra="relay: {grace_period: 1}",
     )
     metrics_dir = tmp_path / "metrics"
     _leave_stale_counter(metrics_dir)
@@ -117,7 +106,7 @@ relay: {{grace_period: 1}}
     )
     w = Workers(proc, port, admin)
     try:
-        await wait_for(lambda: _ready(w), timeout=20)
+        await wait_for(lambda: admin_ready(admin), timeout=20)
         yield w
     finally:
         if proc.returncode is None:
@@ -138,14 +127,6 @@ def _leave_stale_counter(metrics_dir: Path) -> None:
     )
     stale.write_value(key, 1000.0, 0.0)  # type: ignore[no-untyped-call]
     stale.close()  # type: ignore[no-untyped-call]
-
-
-async def _ready(w: Workers) -> bool:
-    try:
-        status, _ = await w.get("/readyz")
-    except aiohttp.ClientError:
-        return False
-    return status == 200
 
 
 async def _connect(s: aiohttp.ClientSession, port: int) -> aiohttp.ClientWebSocketResponse:
@@ -233,7 +214,7 @@ async def test_a_killed_worker_is_restarted_and_its_connections_leave_the_gauge(
 
         async def replaced() -> bool:
             now = await workers.per_worker()
-            return 1 in now and now[1][0] != dead_pid and await _ready(workers)
+            return 1 in now and now[1][0] != dead_pid and await admin_ready(workers.admin)
 
         await wait_for(replaced, timeout=10)
         # Worker 0's connections live on; worker 1's died with it and are not counted.
