@@ -741,7 +741,8 @@ def machine() -> str:
     mem = "?"
     with contextlib.suppress(OSError), open("/proc/meminfo") as f:
         mem = f"{int(f.readline().split()[1]) // 1024} MiB"
-    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    nginx = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr.strip()
     return (
         f"{os.cpu_count()} cores ({model}), {mem} RAM, {os.uname().sysname} "
         f"{os.uname().release}, Python {sys.version.split()[0]}, {nginx}"
