@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from flags.bucketing import bucket
 from flags.model import BASIS_POINTS, Flag, FlagSet, Mode, Reason
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The mode a connection gets, why, from which flag, bucket and rule.
 
     ``reason`` is a bounded metric label; for ``Reason.RULE`` the rule's name is in
     ``rule`` (None otherwise). ``bucket`` is set when the decision read it (rollout,
     default, or a rule with a share below 100%), None otherwise.
+
+    A named tuple, not a frozen dataclass: one is built per connection, and a tuple
+    is built several times faster.
     """
 
     mode: Mode

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -75,6 +75,7 @@ class Condition:
     op: Operator
     value: str | tuple[str, ...] | bool
     _choices: frozenset[str] = field(init=False, repr=False, compare=False)
+    _text_test: Callable[[str], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         value = self.value
@@ -88,12 +89,27 @@ class Condition:
             raise ValueError(f"condition on {self.claim!r}: bad value for {self.op.value}")
         choices = frozenset(value) if isinstance(value, tuple) else frozenset()
         object.__setattr__(self, "_choices", choices)
+        # The text test is chosen once here, not per evaluation: conditions run on every
+        # connection of a flag with rules.
+        text_test: Callable[[str], bool]
+        if self.op is Operator.EQUALS:
+            text_test = str(value).__eq__
+        elif self.op is Operator.ONE_OF:
+            text_test = choices.__contains__
+        elif self.op is Operator.ENDS_WITH:
+            suffix = str(value)
+            text_test = lambda text: text.endswith(suffix)  # noqa: E731
+        else:
+            text_test = bool
+        object.__setattr__(self, "_text_test", text_test)
 
     def holds(self, claims: Mapping[str, Any]) -> bool:
         """Whether the claims satisfy this condition (absent and null claims are missing)."""
         value = claims.get(self.claim)
         if self.op is Operator.EXISTS:
             return (value is not None) is self.value
+        if type(value) is str:  # the common case, first
+            return self._text_test(value)
         if value is None:
             return False
         if isinstance(value, list | tuple):
@@ -101,15 +117,7 @@ class Condition:
         return self._test(claim_text(value))
 
     def _test(self, text: str | None) -> bool:
-        if text is None:
-            return False
-        op = self.op
-        if op is Operator.EQUALS:
-            return text == self.value
-        if op is Operator.ONE_OF:
-            return text in self._choices
-        assert isinstance(self.value, str)
-        return text.endswith(self.value)
+        return text is not None and self._text_test(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +136,12 @@ class Segment:
         """Whether the user is listed, or (if there are conditions) satisfies them all."""
         if user_id in self.users:
             return True
-        return bool(self.when) and all(c.holds(claims) for c in self.when)
+        if not self.when:
+            return False
+        for condition in self.when:  # noqa: SIM110 (a loop, not all(): per connection)
+            if not condition.holds(claims):
+                return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +169,10 @@ class Rule:
         segment = self.segment
         if segment is not None and not segment.contains(user_id, claims):
             return False
-        return all(c.holds(claims) for c in self.when)
+        for condition in self.when:  # noqa: SIM110 (a loop, not all(): per connection)
+            if not condition.holds(claims):
+                return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from flags.load import FlagFileError, parse_flags
 from flags.model import FlagSet
@@ -40,6 +40,10 @@ class ReloadResult:
     outcome: Literal["applied", "unchanged", "rejected"]
     flagset: FlagSet
     error: FlagFileError | None
+    changes: Any = None
+    """For an applied file, what the watcher's ``compare(previous, new)`` said (None
+    without one): worked out in the parsing thread, so a large diff never runs on the
+    event loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,7 @@ class FlagWatcher:
         known_routes: Collection[str] | None = None,
         interval: float = 1.0,
         on_result: Callable[[ReloadResult], None] | None = None,
+        compare: Callable[[FlagSet, FlagSet], Any] | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
@@ -96,6 +101,7 @@ class FlagWatcher:
         self._known_routes = None if known_routes is None else frozenset(known_routes)
         self._interval = interval
         self._on_result = on_result
+        self._compare = compare
         self._current = FlagSet.empty()
         self._last_error: FlagFileError | None = None
         self._loaded_at: float | None = None
@@ -178,13 +184,19 @@ class FlagWatcher:
             if read.digest == self._current.digest and self._last_error is None:
                 return self._report(ReloadResult("unchanged", self._current, None))
             try:
-                flagset = await asyncio.to_thread(
-                    parse_flags, read.data, self._path, self._known_routes
+                flagset, changes = await asyncio.to_thread(
+                    self._parse_and_compare, read.data, self._current
                 )
             except FlagFileError as err:
                 return self._report(self._reject(err))
             self._apply(flagset)
-            return self._report(ReloadResult("applied", flagset, None))
+            return self._report(ReloadResult("applied", flagset, None, changes))
+
+    def _parse_and_compare(self, data: bytes, previous: FlagSet) -> tuple[FlagSet, Any]:
+        """Runs in a worker thread: the new set, and how it differs from ``previous``."""
+        flagset = parse_flags(data, self._path, self._known_routes)
+        changes = None if self._compare is None else self._compare(previous, flagset)
+        return flagset, changes
 
     def _remember(self, read: _Read) -> None:
         self._attempted = True

@@ -18,6 +18,7 @@ from proxy.admin import build_admin_app
 from proxy.app import Proxy, build_app
 from proxy.config import Address, Config
 from proxy.metrics import Metrics
+from proxy.release import audit_changes
 from proxy.request_log import RequestLog
 
 log = logging.getLogger("strangler.server")
@@ -70,6 +71,7 @@ def make_flag_watcher(
         known_routes=config.route_names,
         interval=config.flags.poll_interval,
         on_result=on_result,
+        compare=audit_changes,  # the audit record's diff, off the event loop
     )
     return watcher
 
