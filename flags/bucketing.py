@@ -22,4 +22,4 @@ def bucket(flag_key: str, user_id: str) -> int:
     except UnicodeEncodeError:
         # Not valid Unicode, so no UTF-8 exists; surrogatepass is still deterministic.
         data = key.encode("utf-8", "surrogatepass")
-    return (mmh3.hash(data, 0, signed=False) * BASIS_POINTS) >> 32
+    return (mmh3.hash(data, 0, False) * BASIS_POINTS) >> 32  # seed 0, unsigned

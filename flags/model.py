@@ -51,6 +51,10 @@ class Operator(StrEnum):
     EXISTS = "exists"
 
 
+# Read per connection: a module constant costs less than an enum class attribute.
+_EXISTS = Operator.EXISTS
+
+
 def claim_text(value: object) -> str | None:
     """A scalar claim value as the text conditions compare; None if it has no such text.
 
@@ -106,7 +110,7 @@ class Condition:
     def holds(self, claims: Mapping[str, Any]) -> bool:
         """Whether the claims satisfy this condition (absent and null claims are missing)."""
         value = claims.get(self.claim)
-        if self.op is Operator.EXISTS:
+        if self.op is _EXISTS:
             return (value is not None) is self.value
         if type(value) is str:  # the common case, first
             return self._text_test(value)

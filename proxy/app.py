@@ -87,6 +87,8 @@ PRIMARY = {
     Mode.LIVE: "unified",
     Mode.UNIFIED: "unified",
 }
+# Compared on every handshake: a module constant costs less than an enum class attribute.
+_LEGACY = Mode.LEGACY
 
 PROXY_KEY: web.AppKey[Proxy] = web.AppKey("strangler_proxy")
 
@@ -142,7 +144,7 @@ class Proxy:
     _watchdog: asyncio.Task[None] | None = None
     _active_flags: FlagSet = field(init=False)
     guards: Guards = field(default_factory=Guards)
-    _evaluation_counters: dict[tuple[str | None, Mode, Reason], Any] = field(default_factory=dict)
+    _evaluation_counters: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.verifier = JwtVerifier(self.config.jwt)
@@ -277,13 +279,13 @@ class Proxy:
 
     def decide(self, route: Route, identity: Identity | None) -> Decision:
         """This connection's mode, from the flags in force now."""
-        decision = self.evaluate(
-            self.flags.current,
-            route.name,
-            identity.user_id if identity else None,
-            identity.claims if identity else {},
-        )
-        key = (decision.flag, decision.mode, decision.reason)
+        if identity is None:
+            decision = self.evaluate(self.flags.current, route.name, None, None)
+        else:
+            decision = self.evaluate(
+                self.flags.current, route.name, identity.user_id, identity.claims
+            )
+        key = decision[:3]  # flag, mode, reason
         counter = self._evaluation_counters.get(key)
         if counter is None:
             # labels() costs more than the decision itself; bound children are kept (a
@@ -296,11 +298,11 @@ class Proxy:
         return decision
 
     def evaluate(
-        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any]
+        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any] | None
     ) -> Decision:
         """The one decision rule: the flags, then a tripped guard holding a flag on legacy."""
         decision = evaluate(flagset, route, user_id, claims)
-        if decision.mode is not Mode.LEGACY and self.guards.holds(flagset, decision.flag):
+        if decision.mode is not _LEGACY and self.guards.holds(flagset, decision.flag):
             return decision._replace(mode=Mode.LEGACY, reason=Reason.GUARD)
         return decision
 
