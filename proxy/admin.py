@@ -87,6 +87,7 @@ def build_admin_app(proxy: Proxy) -> web.Application:
     """Routes of the admin listener; never exposed on the client port."""
 
     async def metrics(_: web.Request) -> web.Response:
+        proxy.metrics.flush()  # what the relays have tallied since the last tick
         body = generate_latest(proxy.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

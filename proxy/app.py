@@ -577,14 +577,8 @@ class Proxy:
             outcome = await relay(
                 client_ws,
                 upstream_ws,
-                inbound=Meters(
-                    m.messages.labels(route.name, backend_name, "client_to_backend"),
-                    m.bytes.labels(route.name, backend_name, "client_to_backend"),
-                ),
-                outbound=Meters(
-                    m.messages.labels(route.name, backend_name, "backend_to_client"),
-                    m.bytes.labels(route.name, backend_name, "backend_to_client"),
-                ),
+                inbound=self._meters(route, backend_name, "client_to_backend"),
+                outbound=self._meters(route, backend_name, "backend_to_client"),
                 filters=filters,
                 backend_lost_code=route.upstream_lost_close_code
                 or self.config.relay.upstream_lost_close_code,
@@ -599,6 +593,13 @@ class Proxy:
             if not upstream_ws.closed:
                 await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
         return client_ws
+
+    def _meters(self, route: Route, backend: str, direction: str) -> Meters:
+        m = self.metrics
+        return Meters(
+            m.tally(m.messages, route.name, backend, direction),
+            m.tally(m.bytes, route.name, backend, direction),
+        )
 
     def _tunnels(self, dialect: str, decision: Decision) -> bool:
         """Whether the connection's bytes may pass untouched: no translation, no secondary."""
@@ -634,14 +635,8 @@ class Proxy:
             raw,
             max_message_bytes=relay_settings.max_message_bytes,
             close_timeout=relay_settings.close_timeout,
-            inbound=Meters(
-                m.messages.labels(route.name, backend_name, "client_to_backend"),
-                m.bytes.labels(route.name, backend_name, "client_to_backend"),
-            ),
-            outbound=Meters(
-                m.messages.labels(route.name, backend_name, "backend_to_client"),
-                m.bytes.labels(route.name, backend_name, "backend_to_client"),
-            ),
+            inbound=self._meters(route, backend_name, "client_to_backend"),
+            outbound=self._meters(route, backend_name, "backend_to_client"),
             backend_lost_code=route.upstream_lost_close_code
             or relay_settings.upstream_lost_close_code,
         )

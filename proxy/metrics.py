@@ -79,6 +79,32 @@ SECONDARY_FAILURES = ("refused", "unavailable", "died", "protocol_error")
 # The bounded queues whose overflow drops secondary data.
 SECONDARY_QUEUES = ("to_secondary", "compare")
 
+
+class Tally:
+    """A counter series added to in plain integers and flushed to Prometheus in batches.
+
+    Messages and bytes are counted per chunk or frame; prometheus-client's ``inc`` (a
+    lock and two checks) cost about a tenth of the byte tunnel's CPU per message.
+    ``Metrics.flush`` moves what was added into the counter: at every scrape of the admin
+    port, once a second, and at shutdown; a scrape in one process is therefore exact,
+    and under ``--workers`` a worker's counts reach the supervisor within a second.
+    """
+
+    __slots__ = ("_series", "pending")
+
+    def __init__(self, series: Counter) -> None:
+        self._series = series
+        self.pending = 0
+
+    def add(self, amount: int = 1) -> None:
+        self.pending += amount
+
+    def flush(self) -> None:
+        if self.pending:
+            amount, self.pending = self.pending, 0
+            self._series.inc(amount)
+
+
 _TURN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -292,6 +318,20 @@ class Metrics:
         )
         ProcessCollector(registry=r)
         self._active_hash: str | None = None
+        self._tallies: dict[tuple[Counter, tuple[str, ...]], Tally] = {}
+
+    def tally(self, counter: Counter, *labels: str) -> Tally:
+        """The shared tally of one series of ``counter`` (a bounded set, as its labels are)."""
+        key = (counter, labels)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = Tally(counter.labels(*labels))
+        return tally
+
+    def flush(self) -> None:
+        """Move every tally's pending count into its counter."""
+        for tally in self._tallies.values():
+            tally.flush()
 
     def prime(self, routes: Iterable[str], modes: Iterable[str]) -> None:
         """Create the per-route series at zero, so rates and ratios exist before traffic."""

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from prometheus_client import Counter
 
 if TYPE_CHECKING:
     from legacy_adapters.translate import Translated
+    from proxy.metrics import Tally
 
 log = logging.getLogger("strangler.relay")
 
@@ -87,10 +87,10 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Meters:
-    """Pre-bound counters for one connection (labels are looked up once, not per frame)."""
+    """One direction's tallies (labels are looked up once per connection, not per frame)."""
 
-    messages: Counter
-    bytes: Counter
+    messages: Tally
+    bytes: Tally
 
 
 def sendable(code: int | None, fallback: int) -> int:
@@ -151,8 +151,8 @@ async def pump(
     """
     if translate is None and tap is None:
         return await _pump_identity(src, dst, side, meters)
-    count = meters.messages.inc
-    size = meters.bytes.inc
+    count = meters.messages.add
+    size = meters.bytes.add
     while True:
         msg = await src.receive()
         kind = msg.type
@@ -179,8 +179,8 @@ async def pump(
 
 
 async def _pump_identity(src: Socket, dst: Socket, side: Side, meters: Meters) -> End:
-    count = meters.messages.inc
-    size = meters.bytes.inc
+    count = meters.messages.add
+    size = meters.bytes.add
     check_text = side is Side.CLIENT
     while True:
         msg = await src.receive()

@@ -76,13 +76,17 @@ def make_flag_watcher(
     return watcher
 
 
-async def _sample_loop_lag(metrics: Metrics, every: float = 1.0) -> None:
-    """How late a one-second timer fires: the loop's backlog, as the gauge shows it."""
+async def _tick(metrics: Metrics, every: float = 1.0) -> None:
+    """Once a second: flush the message and byte tallies, and sample the loop's lag.
+
+    The lag is how late a one-second timer fires: the loop's backlog, as the gauge shows it.
+    """
     loop = asyncio.get_running_loop()
     while True:
         planned = loop.time() + every
         await asyncio.sleep(every)
         metrics.loop_lag.set(max(0.0, loop.time() - planned))
+        metrics.flush()
 
 
 async def start(
@@ -128,7 +132,7 @@ async def start(
         await admin_runner.cleanup()
         raise
     poller = asyncio.create_task(watcher.run(), name="strangler-flags-poller")
-    lag = asyncio.create_task(_sample_loop_lag(metrics), name="strangler-loop-lag")
+    ticker = asyncio.create_task(_tick(metrics), name="strangler-metrics-tick")
 
     stopped = False
 
@@ -143,10 +147,11 @@ async def start(
             config.relay.grace_period,
         )
         await proxy.drain(config.relay.grace_period)
-        for task in (poller, lag):
+        for task in (poller, ticker):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        metrics.flush()
         await runner.cleanup()
         await admin_runner.cleanup()
         log.info("stopped")

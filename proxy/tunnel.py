@@ -85,8 +85,8 @@ class _Direction:
         self.source = source
         self.scanner = scanner
         self.out = out
-        self._count = meters.messages.inc
-        self._size = meters.bytes.inc
+        self._count = meters.messages.add
+        self._size = meters.bytes.add
         self.held = b""  # the start of a frame header, sent once the header is whole
         self.pending_close: bytes | None = None  # a close for the next frame boundary
         self.shut = False  # a close went out this way: nothing more may follow
