@@ -49,7 +49,7 @@ from proxy.identity import (
     choose_subprotocol,
     extract_credentials,
 )
-from proxy.metrics import Metrics
+from proxy.metrics import Metrics, Tally
 from proxy.relay import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -144,7 +144,7 @@ class Proxy:
     _watchdog: asyncio.Task[None] | None = None
     _active_flags: FlagSet = field(init=False)
     guards: Guards = field(default_factory=Guards)
-    _evaluation_counters: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    _evaluation_tallies: dict[tuple[Any, ...], Tally] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.verifier = JwtVerifier(self.config.jwt)
@@ -286,15 +286,19 @@ class Proxy:
                 self.flags.current, route.name, identity.user_id, identity.claims
             )
         key = decision[:3]  # flag, mode, reason
-        counter = self._evaluation_counters.get(key)
-        if counter is None:
-            # labels() costs more than the decision itself; bound children are kept (a
+        tally = self._evaluation_tallies.get(key)
+        if tally is None:
+            # labels() costs more than the decision itself; the tallies are kept (a
             # bounded set: flags x modes x reasons).
-            counter = self.metrics.flag_evaluations.labels(
-                decision.flag or "none", decision.mode.value, decision.reason.value
+            m = self.metrics
+            tally = m.tally(
+                m.flag_evaluations,
+                decision.flag or "none",
+                decision.mode.value,
+                decision.reason.value,
             )
-            self._evaluation_counters[key] = counter
-        counter.inc()
+            self._evaluation_tallies[key] = tally
+        tally.add()
         return decision
 
     def evaluate(

@@ -177,6 +177,20 @@ async def test_connections_spread_over_both_workers_and_metrics_count_each_once(
 
     await wait_for(all_ended)
     assert await workers.total("strangler_connections_open") == 0
+
+    # Messages and decisions are tallied inside each worker and flushed by its own
+    # once-a-second tick: the supervisor's scrape cannot flush them. One "who" each way.
+    async def all_tallied() -> bool:
+        sent = await workers.total(
+            "strangler_messages_total", route="main", direction="client_to_backend"
+        )
+        answered = await workers.total(
+            "strangler_messages_total", route="main", direction="backend_to_client"
+        )
+        decided = await workers.total("strangler_flag_evaluations_total", mode="legacy")
+        return sent == answered == decided == k
+
+    await wait_for(all_tallied)
     assert await workers.total("strangler_worker_up") == 2
     assert await workers.total("strangler_worker_resident_memory_bytes") > 0
 
