@@ -124,6 +124,14 @@ class Condition:
         return text is not None and self._text_test(text)
 
 
+def all_hold(conditions: tuple[Condition, ...], claims: Mapping[str, Any]) -> bool:
+    """Whether every condition holds (true for none)."""
+    for condition in conditions:  # noqa: SIM110 (a loop, not all(): per connection)
+        if not condition.holds(claims):
+            return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """A named group of users: listed by id, or matching every ``when`` condition."""
@@ -140,12 +148,7 @@ class Segment:
         """Whether the user is listed, or (if there are conditions) satisfies them all."""
         if user_id in self.users:
             return True
-        if not self.when:
-            return False
-        for condition in self.when:  # noqa: SIM110 (a loop, not all(): per connection)
-            if not condition.holds(claims):
-                return False
-        return True
+        return bool(self.when) and all_hold(self.when, claims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +176,7 @@ class Rule:
         segment = self.segment
         if segment is not None and not segment.contains(user_id, claims):
             return False
-        for condition in self.when:  # noqa: SIM110 (a loop, not all(): per connection)
-            if not condition.holds(claims):
-                return False
-        return True
+        return all_hold(self.when, claims)
 
 
 @dataclass(frozen=True, slots=True)

@@ -563,19 +563,7 @@ class Proxy:
             claims=claims,
             client_protocol=request.protocol,
         )
-        self.connections.add(conn)
-        self.idle.clear()
-        m = self.metrics
-        m.connections_open.labels(route.name, decision.mode.value).inc()
-        logged = ConnectionLog(
-            route.name,
-            decision.mode.value,
-            decision.reason.value,
-            decision.flag,
-            backend_name,
-            dialect,
-        )
-        logged.opened()
+        logged = self._opened(conn, decision, backend_name, dialect)
         outcome_label = "client_gone"
         try:
             outcome = await relay(
@@ -632,7 +620,6 @@ class Proxy:
         if isinstance(opened, web.Response):
             return opened
         backend_name, decision, raw = opened
-        m = self.metrics
         relay_settings = self.config.relay
         response, tunnel = await accept_tunnel(
             request,
@@ -655,18 +642,7 @@ class Proxy:
             client_protocol=request.protocol,
             tunnel=tunnel,
         )
-        self.connections.add(conn)
-        self.idle.clear()
-        m.connections_open.labels(route.name, decision.mode.value).inc()
-        logged = ConnectionLog(
-            route.name,
-            decision.mode.value,
-            decision.reason.value,
-            decision.flag,
-            backend_name,
-            dialect,
-        )
-        logged.opened()
+        logged = self._opened(conn, decision, backend_name, dialect)
         label = "client_gone"
         try:
             outcome = await tunnel.run()
@@ -676,6 +652,20 @@ class Proxy:
             label = self._forget(conn, label)
             logged.closed(label, tunnel.client_close_code)
         return response
+
+    def _opened(
+        self, conn: Connection, decision: Decision, backend_name: str, dialect: str
+    ) -> ConnectionLog:
+        """Keep a connection that starts relaying, count it open and log that it opened."""
+        self.connections.add(conn)
+        self.idle.clear()
+        route = conn.route.name
+        self.metrics.connections_open.labels(route, decision.mode.value).inc()
+        logged = ConnectionLog(
+            route, decision.mode.value, decision.reason.value, decision.flag, backend_name, dialect
+        )
+        logged.opened()
+        return logged
 
     def _relayed(
         self, conn: Connection, decision: Decision, backend_name: str, outcome: Outcome
