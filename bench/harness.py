@@ -112,6 +112,7 @@ class Service:
     proc: subprocess.Popen[bytes]
     log_path: Path
     port: int = 0
+    admin: int = 0  # the proxy's admin port
 
     def pids(self) -> list[int]:
         """The process and its children (nginx: master and worker)."""
@@ -285,7 +286,7 @@ def start_proxy(env: Env, name: str, legacy: int, unified: int, relay_extra: str
             urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r,
         ):
             if r.status == 200:
-                svc.port = port
+                svc.port, svc.admin = port, admin
                 return svc
         time.sleep(0.1)
     raise RuntimeError(f"{name} not ready after 20 s")
@@ -439,10 +440,29 @@ def scenario_targets(port: int, variant: str) -> dict[str, Target]:
     }
 
 
+_SECONDARY_SERIES = ("strangler_secondary_dropped_total", "strangler_comparisons_total")
+
+
+def secondary_work(admin: int) -> dict[str, float]:
+    """The proxy's totals of secondary drops and of turns compared, from its /metrics."""
+    totals = dict.fromkeys(_SECONDARY_SERIES, 0.0)
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in totals:
+                totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
 def measure(
     env: Env, s: Settings, t: Target, watched: dict[str, Service], hs: bool
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    # Shadow and live shed secondary work when their queues fill (the primary never
+    # waits): their CPU per message means little without how much they shed.
+    proxy = watched.get("thing")
+    admin = proxy.admin if proxy is not None and t.name.startswith(("shadow", "live")) else 0
+    before = secondary_work(admin) if admin else {}
     common = ["--size", str(s.size), "--warmup", str(s.warmup)]
     budget = s.warmup + 60
     r1 = run_loadgen(
@@ -461,6 +481,12 @@ def measure(
         ["--conns", str(s.conns), "--duration", str(s.rtt_seconds), *common],
         budget + s.rtt_seconds,
     )
+    if admin:
+        after = secondary_work(admin)
+        delta = {k: after[k] - before[k] for k in after}
+        out["secondary_dropped"] = delta["strangler_secondary_dropped_total"]
+        out["turns_compared"] = delta["strangler_comparisons_total"]
+        out["messages_both"] = r1["messages"] + rn["messages"]
     out["p50_1_us"], out["p99_1_us"] = r1["p50_us"], r1["p99_us"]
     out["p50_n_us"], out["p99_n_us"] = rn["p50_us"], rn["p99_us"]
     out["msgs_per_s"] = rn["msgs_per_s"]
@@ -612,6 +638,9 @@ def summarize(all_rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
             "hs": median_of(rs, "handshakes_per_s"),
             "hs_cpu_ms": median_of(rs, "hs_cpu_ms"),
             "idle_kib": median_of(rs, "idle", "kib_per_conn"),
+            "secondary_dropped": median_of(rs, "secondary_dropped"),
+            "turns_compared": median_of(rs, "turns_compared"),
+            "messages_both": median_of(rs, "messages_both"),
             "errors": sum(int(r.get("errors", 0)) + int(r.get("hs_errors", 0)) for r in rs)
             + sum(int(r.get("idle", {}).get("errors", 0)) for r in rs),
             "rounds": len(rs),
@@ -667,6 +696,20 @@ def side_costs(summary: dict[str, dict[str, Any]]) -> str:
             f"| {fmt(r['loadgen_cpu_100k'])} |"
         )
     return "\n".join(rows)
+
+
+def secondary_costs(summary: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        "| scenario | round trips (1 and n conns) | turns compared | secondary frames dropped |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, r in summary.items():
+        if r.get("messages_both") is not None:
+            rows.append(
+                f"| {name} | {fmt(r['messages_both'], ',.0f')} "
+                f"| {fmt(r['turns_compared'], ',.0f')} | {fmt(r['secondary_dropped'], ',.0f')} |"
+            )
+    return "\n".join(rows) if len(rows) > 2 else ""
 
 
 def verdicts(
@@ -855,6 +898,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Side costs (to show the load side is not the bottleneck):",
             "",
             side_costs(summary),
+            "",
+            "Secondary work in the loaded runs (medians; a dropped frame marks its turn",
+            "and is not compared):",
+            "",
+            secondary_costs(summary) or "(no shadow or live scenario)",
             "",
             "Targets:",
             "",
