@@ -99,6 +99,28 @@ def _share(value: float) -> str:
     return f"{value * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
 
+def guard_text(guard: Mapping[str, Any]) -> str:
+    """A flag's guard as a sentence: what trips it, over how many samples and how long."""
+    limits = [
+        f"{what} over {_share(float(guard[key]))}"
+        for key, what in (
+            ("max_mismatch_ratio", "mismatches"),
+            ("max_unified_error_ratio", "unified errors"),
+        )
+        if guard.get(key) is not None
+    ]
+    if not limits:
+        return _plain(dict(guard))  # a shape this page does not know: show it as it is
+    window = guard.get("window")
+    samples = guard.get("min_samples")
+    return (
+        "back to legacy on "
+        + " or ".join(limits)
+        + (f" of at least {samples} samples" if samples is not None else "")
+        + (f" in {float(window):g} s" if window is not None else "")
+    )
+
+
 def _plain(value: Any) -> str:
     """A compact text form of a nested value (audit fields, guard details)."""
     if isinstance(value, str):
@@ -152,7 +174,7 @@ def _flag_row(f: FlagView) -> str:
         if f.drain_rate
         else "keep open connections in their mode"
     )
-    guard = e(_plain(dict(f.guard))) if f.guard else "none"
+    guard = e(guard_text(f.guard)) if f.guard else "none"
     effective = (
         f'<br><span class="effective">effective from {e(_stamp(f.effective_at))}</span>'
         if f.effective_at is not None

@@ -201,7 +201,9 @@ async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatche
     assert mismatch.find("td", class_="request").text == "start_agent"
     assert "tool_set" in mismatch.find("td", class_="categories").text
 
-    assert "max_mismatch_ratio" in flag.find("td", class_="guard").text
+    assert flag.find("td", class_="guard").text == (
+        "back to legacy on mismatches over 50% of at least 1000 samples in 300 s"
+    )
     guards = table_rows(page.by_id("guards"), lambda r: r.attrs["data-flag"])
     assert list(guards) == list(status["guards"]) == ["unified_router"]
     assert guards["unified_router"].find("dd", data_key="tripped").text == "false"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.status_page import FlagView, MismatchView, StatusSnapshot, render
+from proxy.status_page import FlagView, MismatchView, StatusSnapshot, guard_text, render
 from tests.html_tree import Element, parse, table_rows
 
 NOW = 1_800_000_000.0
@@ -101,7 +101,7 @@ def test_every_section_is_present_with_its_numbers() -> None:
     assert flag.find("span", data_mode="legacy").text == "legacy 75%"
     assert flag.find("td", class_="kill").text == "off"
     assert "2.0/s" in flag.find("td", class_="drain").text
-    assert "max_mismatch_ratio" in flag.find("td", class_="guard").text
+    assert flag.find("td", class_="guard").text == "back to legacy on mismatches over 5% in 300 s"
     assert flag.find("td", class_="targets").text == "shadow: 1, unified: 2"
 
     reload = doc.by_id("audit").find("tr", class_="reload")
@@ -221,3 +221,17 @@ def test_the_page_is_self_contained() -> None:
 def test_no_refresh_when_turned_off() -> None:
     doc = page(full_snapshot(refresh_seconds=0))
     assert doc.find_all("meta", http_equiv="refresh") == []
+
+
+def test_a_guard_reads_as_a_sentence_and_an_unknown_shape_as_it_is() -> None:
+    both = {
+        "max_mismatch_ratio": 0.02,
+        "max_unified_error_ratio": 0.125,
+        "min_samples": 200,
+        "window": 60.0,
+    }
+    assert guard_text(both) == (
+        "back to legacy on mismatches over 2% or unified errors over 12.5% "
+        "of at least 200 samples in 60 s"
+    )
+    assert guard_text({"window": 60.0}) == '{"window": 60.0}'
