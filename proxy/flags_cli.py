@@ -1,7 +1,7 @@
 """`strangler flags`: the release manager's tools for the flag file.
 
 - `check FILE`: every problem with its line (flags.lint); exit 1 on any error.
-- `explain --user U --path P`: which mode a connection would get, and why.
+- `explain --user U --path P [--live]`: which mode a connection would get, and why.
 - `plan FILE`: ask the running proxy what applying FILE would move (nothing is applied).
 - `status`: the flags the running proxy has in force, reload errors, guards, drift.
 
@@ -29,7 +29,7 @@ import yaml
 from flags.evaluate import evaluate
 from flags.lint import lint
 from flags.load import FlagFileError, format_instant, load_flags, parse_flags, parse_instant
-from flags.model import BASIS_POINTS, FlagSet
+from flags.model import BASIS_POINTS, FlagSet, Mode, Reason
 from proxy.config import Config, ConfigError, load_config, parse_config
 from proxy.routes import RouteTable
 
@@ -70,6 +70,12 @@ def add_flags_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     explain.add_argument("--config", "-c", default="strangler.yaml")
     explain.add_argument("--flags", help="flag file (default: the one the config names)")
     explain.add_argument("--at", help="evaluate at this ISO 8601 instant (default: now)")
+    explain.add_argument(
+        "--live",
+        action="store_true",
+        help="also ask the running proxy whether a tripped guard holds the flag on legacy",
+    )
+    explain.add_argument("--admin", help="admin URL for --live (default: from --config)")
     explain.set_defaults(flags_func=_explain)
 
     plan = verbs.add_parser("plan", help="what applying FILE would move, asked of the proxy")
@@ -155,6 +161,9 @@ def _explain(args: argparse.Namespace) -> int:
     if args.user and config.jwt.user_claim not in claims:
         claims[config.jwt.user_claim] = args.user  # a real token carries it too
     decision = evaluate(flagset, route.name, args.user or None, claims, now=now)
+    guard_line = _live_guard(args, flagset, decision.flag) if args.live else None
+    if guard_line is not None and guard_line[1] and decision.mode is not Mode.LEGACY:
+        decision = decision._replace(mode=Mode.LEGACY, reason=Reason.GUARD)
     lines = [
         ("route", f"{route.name} ({route.path})"),
         ("flag", decision.flag or "(none covers this route)"),
@@ -165,10 +174,38 @@ def _explain(args: argparse.Namespace) -> int:
     ]
     if args.at:
         lines.append(("at", format_instant(now)))
+    if guard_line is not None:
+        lines.append(("guard", guard_line[0]))
     lines.append(("flags", f"{flags_path} (sha256 {flagset.digest[:12]})"))
     for name, value in lines:
         print(f"{name + ':':8} {value}")
     return EXIT_OK
+
+
+def _live_guard(args: argparse.Namespace, flagset: FlagSet, flag: str | None) -> tuple[str, bool]:
+    """What the running proxy's guard does to ``flag``: a line to print, and whether it holds.
+
+    A guard holds only in the file it was tripped under (a new file starts it afresh), so
+    a proxy running another file says nothing about this one. Under ``--workers`` each
+    worker has its own guards; the flag is held if any worker holds it.
+    """
+    status, answer = _admin(args, "/flags/status", None)
+    _expect_ok(status, answer)
+    bodies = [w.get("body") or {} for w in answer["workers"]] if "workers" in answer else [answer]
+    running = {b.get("hash") for b in bodies}
+    if running != {flagset.digest[:12]}:
+        shown = ", ".join(sorted(str(h) for h in running))
+        return f"not known: the running proxy serves flags {shown}, not this file", False
+    if flag is None:
+        return "none (no flag covers this route)", False
+    states = [(b.get("guards") or {}).get(flag) for b in bodies]
+    if not any(isinstance(state, dict) for state in states):
+        return f"none on {flag}", False
+    held = sum(isinstance(state, dict) and bool(state.get("tripped")) for state in states)
+    if not held:
+        return "not tripped on the running proxy", False
+    where = "" if len(bodies) == 1 else f" in {held} of {len(bodies)} workers"
+    return f"TRIPPED{where}: the running proxy holds {flag} on legacy", True
 
 
 def _claims(pairs: Sequence[str]) -> dict[str, Any]:

@@ -20,11 +20,13 @@ from demo.settings import BackendSettings
 from proxy.server import Running
 from tests.functional.conftest import (
     SECRET,
+    ProxyUnderTest,
     Stack,
     StartProxy,
     metric,
     wait_for,
 )
+from tests.functional.test_flags_cli import astrangler
 from tests.functional.test_release import admin, bearer, who
 from tests.functional.test_shadow import SHADOW_FAST, one_turn
 
@@ -213,6 +215,7 @@ async def test_an_unreachable_unified_router_trips_the_error_guard(start_proxy: 
         "    guard: {max_unified_error_ratio: 0.5, min_samples: 2, window: 60}\n"
     )
     p = await start_proxy(flags)
+    assert await _explain_live(p, "u1") == ("unified", "target", "not tripped on the running proxy")
     async with aiohttp.ClientSession() as s:
         ws = await s.ws_connect(p.url(), headers=bearer("u1"))
         assert await who(ws) == "unified"  # one good handshake
@@ -234,3 +237,35 @@ async def test_an_unreachable_unified_router_trips_the_error_guard(start_proxy: 
         assert await p.metric("strangler_fallbacks_total", route="main") == 3
         status = await admin(p, "/flags/status")
         assert status["guards"]["unified_router"]["trip"]["guard"] == "unified_error_ratio"
+    # What a release manager asks: the file says unified, the running proxy says legacy.
+    assert await _explain_live(p, "u1") == (
+        "legacy",
+        "guard",
+        "TRIPPED: the running proxy holds unified_router on legacy",
+    )
+    # Another file than the one the guard tripped under: the guard says nothing about it.
+    other = p.flags_path.parent / "flags.next.yaml"
+    other.write_text(flags + "# the next change\n")
+    mode, reason, guard = await _explain_live(p, "u1", "--flags", str(other))
+    assert (mode, reason) == ("unified", "target")
+    assert guard.startswith("not known: the running proxy serves flags ")
+
+
+async def _explain_live(p: ProxyUnderTest, user: str, *extra: str) -> tuple[str, str, str]:
+    """`strangler flags explain --live` for ``user`` on /ws: mode, reason, guard line."""
+    code, out, err = await astrangler(
+        "explain",
+        "--live",
+        "--config",
+        str(p.flags_path.parent / "strangler.yaml"),
+        "--admin",
+        f"127.0.0.1:{p.running.admin_port}",
+        "--user",
+        user,
+        "--path",
+        "/ws",
+        *extra,
+    )
+    assert code == 0, err
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    return lines["mode"].strip(), lines["reason"].strip(), lines["guard"].strip()
