@@ -613,11 +613,17 @@ static int cmd_echo(void) {
     return 0;
 }
 
-static int cmd_rtt(void) {
+/* The measured part of a loaded run: its wall time and this process's CPU. */
+struct window {
+    double secs, cpu, setup_cpu;
+};
+
+/* Open the connections, warm up, then measure for g_duration between the "start" and
+ * "end" marks (the harness samples the other processes' CPU at the marks). */
+static struct window measured_window(void) {
     double cpu0 = cpu_seconds();
     for (int i = 0; i < g_conns; i++) open_client();
-    uint64_t start = now_ns();
-    run_loop(start + (uint64_t)(g_warmup * 1e9), 0);
+    run_loop(now_ns() + (uint64_t)(g_warmup * 1e9), 0);
     mark("start");
     g_measuring = 1;
     double cpu1 = cpu_seconds();
@@ -628,15 +634,19 @@ static int cmd_rtt(void) {
     g_measuring = 0;
     mark("end");
     g_stop = 1;
-    double secs = (double)(t2 - t1) / 1e9;
+    return (struct window){(double)(t2 - t1) / 1e9, cpu2 - cpu1, cpu1 - cpu0};
+}
+
+static int cmd_rtt(void) {
+    struct window w = measured_window();
     uint64_t live = g_live;
     close_all(3.0);
     printf("{\"mode\": \"rtt\", \"conns\": %d, \"open\": %llu, \"messages\": %llu, "
            "\"seconds\": %.3f, \"msgs_per_s\": %.1f, \"p50_us\": %llu, \"p99_us\": %llu, "
            "\"loadgen_cpu_seconds\": %.3f, \"setup_cpu_seconds\": %.3f, ",
-           g_conns, (unsigned long long)live, (unsigned long long)g_msgs, secs,
-           (double)g_msgs / secs, (unsigned long long)percentile(0.5),
-           (unsigned long long)percentile(0.99), cpu2 - cpu1, cpu1 - cpu0);
+           g_conns, (unsigned long long)live, (unsigned long long)g_msgs, w.secs,
+           (double)g_msgs / w.secs, (unsigned long long)percentile(0.5),
+           (unsigned long long)percentile(0.99), w.cpu, w.setup_cpu);
     print_json_error();
     printf("}\n");
     return 0;
@@ -675,27 +685,13 @@ static int cmd_idle(void) {
 }
 
 static int cmd_hs(void) {
-    double cpu0 = cpu_seconds();
-    for (int i = 0; i < g_conns; i++) open_client();
-    uint64_t start = now_ns();
-    run_loop(start + (uint64_t)(g_warmup * 1e9), 0);
-    mark("start");
-    g_measuring = 1;
-    double cpu1 = cpu_seconds();
-    uint64_t t1 = now_ns();
-    run_loop(t1 + (uint64_t)(g_duration * 1e9), 0);
-    uint64_t t2 = now_ns();
-    double cpu2 = cpu_seconds();
-    g_measuring = 0;
-    mark("end");
-    g_stop = 1;
+    struct window w = measured_window();
     run_loop(now_ns() + 3000000000ull, 1);
-    double secs = (double)(t2 - t1) / 1e9;
     printf("{\"mode\": \"handshakes\", \"conns\": %d, \"cycles\": %llu, \"seconds\": %.3f, "
            "\"handshakes_per_s\": %.1f, \"loadgen_cpu_seconds\": %.3f, "
            "\"setup_cpu_seconds\": %.3f, ",
-           g_conns, (unsigned long long)g_cycles, secs, (double)g_cycles / secs, cpu2 - cpu1,
-           cpu1 - cpu0);
+           g_conns, (unsigned long long)g_cycles, w.secs, (double)g_cycles / w.secs, w.cpu,
+           w.setup_cpu);
     print_json_error();
     printf("}\n");
     return 0;
