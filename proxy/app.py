@@ -96,7 +96,7 @@ PROXY_KEY: web.AppKey[Proxy] = web.AppKey("strangler_proxy")
 _BackendSocket = TypeVar("_BackendSocket")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     """One open client connection, kept so shutdown, drain and plan can reach it."""
 
@@ -220,6 +220,7 @@ class Proxy:
         style = route.auth if dialect == route.dialect else DIALECT_AUTH[dialect]
         credentials = extract_credentials(offered, request.headers, request.query)
         identity = await self._identify(route, style, credentials)
+        del credentials  # the raw token is not kept for the connection's life
         if isinstance(identity, AuthError):
             return await self._refuse_auth(request, route, style, offered, identity)
 
@@ -498,7 +499,7 @@ class Proxy:
         self.metrics.connections.labels(route.name, "legacy", "auth_failed").inc()
         return ws
 
-    async def _serve(
+    def _serve(
         self,
         request: web.Request,
         route: Route,
@@ -507,15 +508,35 @@ class Proxy:
         identity: Identity | None,
         decision: Decision,
         offered: list[str],
-    ) -> web.StreamResponse:
+    ) -> Awaitable[web.StreamResponse]:
+        """The byte tunnel or the per-frame relay; a plain function, so no frame of its own
+        stays alive (and holds memory) for the connection's life."""
         user_id = identity.user_id if identity else None
         claims = identity.claims if identity else {}
         headers = self._upstream_headers(request, route, style)
         if self._tunnels(dialect, decision):
-            return await self._serve_tunnel(
+            return self._serve_tunnel(
                 request, route, dialect, decision, offered, headers, user_id, claims
             )
+        return self._serve_frames(
+            request, route, dialect, style, decision, offered, headers, user_id, claims
+        )
+
+    async def _serve_frames(
+        self,
+        request: web.Request,
+        route: Route,
+        dialect: str,
+        style: AuthStyle,
+        decision: Decision,
+        offered: list[str],
+        headers: CIMultiDict[str],
+        user_id: str | None,
+        claims: Mapping[str, Any],
+    ) -> web.StreamResponse:
+        """The per-frame relay: aiohttp WebSockets on both sides, frames filtered and tapped."""
         opened = await self._open_primary(request, route, decision, offered, headers, self._connect)
+        del headers  # sent: not kept for the connection's life
         if isinstance(opened, web.Response):
             return opened
         backend_name, decision, upstream_ws = opened
@@ -617,6 +638,7 @@ class Proxy:
         opened = await self._open_primary(
             request, route, decision, offered, headers, self._connect_raw
         )
+        del headers  # sent: not kept for the connection's life
         if isinstance(opened, web.Response):
             return opened
         backend_name, decision, raw = opened

@@ -52,6 +52,18 @@ def check_client(request: web.Request) -> str:
 class UpstreamProtocol(asyncio.Protocol):
     """The upstream socket: buffers the handshake answer, then hands bytes to a sink."""
 
+    __slots__ = (
+        "_wakeup",
+        "buffer",
+        "eof",
+        "lost",
+        "on_data",
+        "on_lost",
+        "on_pause",
+        "on_resume",
+        "transport",
+    )
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -107,7 +119,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self._wakeup = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RawUpstream:
     """An upstream WebSocket after its 101: the raw socket and what was agreed."""
 

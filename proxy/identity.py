@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -317,7 +318,10 @@ class JwtVerifier:
         user = claims.get(self._settings.user_claim)
         if user is None or user == "":
             raise AuthError("missing_claim", f'token has no "{self._settings.user_claim}"')
-        return Identity(user_id=str(user), claims=MappingProxyType(claims))
+        # Claims live as long as the connection (flag changes re-evaluate them); their
+        # names are the same on every token, so one interned copy serves them all.
+        kept = {sys.intern(name): value for name, value in claims.items()}
+        return Identity(user_id=str(user), claims=MappingProxyType(kept))
 
 
 def mint_token(

@@ -57,7 +57,7 @@ def _other(side: Side) -> Side:
     return Side.BACKEND if side is Side.CLIENT else Side.CLIENT
 
 
-@dataclass
+@dataclass(slots=True)
 class _Hop:
     """One peer's part in the close handshake, as the proxy sees it."""
 
@@ -72,6 +72,20 @@ class _Hop:
 
 class _Direction:
     """One direction: what `source` sends, scanned and written to the other peer."""
+
+    # Slots on every per-connection object: an idle connection should cost little.
+    __slots__ = (
+        "_count",
+        "_size",
+        "failed",
+        "held",
+        "out",
+        "pending_close",
+        "scanner",
+        "shut",
+        "source",
+        "tunnel",
+    )
 
     def __init__(
         self,
@@ -186,6 +200,8 @@ class _Direction:
 class _ClientSink:
     """Stands where aiohttp's WebSocketReader would: receives the client's raw bytes."""
 
+    __slots__ = ("_tunnel",)
+
     def __init__(self, tunnel: Tunnel) -> None:
         self._tunnel = tunnel
 
@@ -199,6 +215,22 @@ class _ClientSink:
 
 class Tunnel:
     """One tunnelled connection, from the client's 101 to both sockets' end."""
+
+    __slots__ = (
+        "_backend_lost_code",
+        "_close_timeout",
+        "_deadline",
+        "_dirs",
+        "_draining",
+        "_end",
+        "_finished",
+        "_hops",
+        "_loop",
+        "_request_protocol",
+        "_transports",
+        "_upstream",
+        "_writer",
+    )
 
     def __init__(
         self,
