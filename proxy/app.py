@@ -204,28 +204,24 @@ class Proxy:
         self._admitted += 1
         self._per_peer[peer] += 1
         try:
-            return await self._handshake(request, route, offered)
+            # Inline, not a helper coroutine: every frame on this path lives as long as
+            # the connection does.
+            dialect = select_dialect(
+                route.dialect, request.query.get("mode"), request.headers.get("User-Agent")
+            )
+            style = route.auth if dialect == route.dialect else DIALECT_AUTH[dialect]
+            credentials = extract_credentials(offered, request.headers, request.query)
+            identity = await self._identify(route, style, credentials)
+            del credentials  # the raw token is not kept for the connection's life
+            if isinstance(identity, AuthError):
+                return await self._refuse_auth(request, route, style, offered, identity)
+            decision = self.decide(route, identity)
+            return await self._serve(request, route, dialect, style, identity, decision, offered)
         finally:
             self._admitted -= 1
             self._per_peer[peer] -= 1
             if not self._per_peer[peer]:
                 del self._per_peer[peer]
-
-    async def _handshake(
-        self, request: web.Request, route: Route, offered: list[str]
-    ) -> web.StreamResponse:
-        dialect = select_dialect(
-            route.dialect, request.query.get("mode"), request.headers.get("User-Agent")
-        )
-        style = route.auth if dialect == route.dialect else DIALECT_AUTH[dialect]
-        credentials = extract_credentials(offered, request.headers, request.query)
-        identity = await self._identify(route, style, credentials)
-        del credentials  # the raw token is not kept for the connection's life
-        if isinstance(identity, AuthError):
-            return await self._refuse_auth(request, route, style, offered, identity)
-
-        decision = self.decide(route, identity)
-        return await self._serve(request, route, dialect, style, identity, decision, offered)
 
     def _over_limit(self, peer: str) -> str | None:
         """Which connection limit one more connection from `peer` would break, if any."""

@@ -59,8 +59,9 @@ def _other(side: Side) -> Side:
 
 @dataclass(slots=True)
 class _Hop:
-    """One peer's part in the close handshake, as the proxy sees it."""
+    """One peer: its socket, and its part in the close handshake as the proxy sees it."""
 
+    transport: asyncio.Transport
     closing: bool = False  # a close frame toward this peer is decided
     close_written: bool = False  # ... and on the wire
     sent_code: int | None = None  # its code
@@ -227,7 +228,6 @@ class Tunnel:
         "_hops",
         "_loop",
         "_request_protocol",
-        "_transports",
         "_upstream",
         "_writer",
     )
@@ -249,13 +249,9 @@ class Tunnel:
         self._request_protocol = request.protocol
         self._writer = writer
         self._upstream = upstream
-        self._transports: dict[Side, asyncio.Transport] = {
-            Side.CLIENT: client,
-            Side.BACKEND: upstream.transport,
-        }
         self._close_timeout = close_timeout
         self._backend_lost_code = backend_lost_code
-        self._hops = {Side.CLIENT: _Hop(), Side.BACKEND: _Hop()}
+        self._hops = {Side.CLIENT: _Hop(client), Side.BACKEND: _Hop(upstream.transport)}
         self._dirs = {
             Side.CLIENT: _Direction(
                 self,
@@ -432,7 +428,7 @@ class Tunnel:
         stays bounded, and its answer to the proxy's close must get through even when
         the peer it was sending to does not read.
         """
-        transport = self._transports[source]
+        transport = self._hops[source].transport
         if not transport.is_closing():
             transport.resume_reading()
 
@@ -462,12 +458,12 @@ class Tunnel:
             self._upstream.transport.resume_reading()
 
     def _pause_client(self) -> None:
-        client = self._transports[Side.CLIENT]
+        client = self._hops[Side.CLIENT].transport
         if not client.is_closing():
             client.pause_reading()
 
     def _resume_client(self) -> None:
-        client = self._transports[Side.CLIENT]
+        client = self._hops[Side.CLIENT].transport
         if not client.is_closing():
             client.resume_reading()
 
@@ -515,13 +511,13 @@ class Tunnel:
         if hop.shut_down or hop.lost:
             return
         hop.shut_down = True
-        self._transports[side].close()  # after what is buffered has gone out
+        self._hops[side].transport.close()  # after what is buffered has gone out
 
     def _abort(self) -> None:
         for side, hop in self._hops.items():
             if not hop.lost:
                 hop.shut_down = True
-                self._transports[side].abort()
+                self._hops[side].transport.abort()
 
     def _stop(self) -> None:
         if self._deadline is not None:
@@ -530,7 +526,7 @@ class Tunnel:
             self._draining.cancel()
         for side, hop in self._hops.items():
             if not hop.lost:
-                self._transports[side].abort()
+                self._hops[side].transport.abort()
 
 
 async def accept(
