@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flags.model import Flag, FlagSet, Mode
+from flags.model import Condition, Flag, FlagSet, Mode, Segment
 
 # How the proxy decides a mode (flags.evaluate plus anything layered on top, such as
 # tripped guards), for a given flag set.
@@ -115,8 +115,9 @@ def _target_counts(flag: Flag | None) -> dict[str, int]:
 
 
 def audit_changes(old: FlagSet, new: FlagSet) -> list[dict[str, Any]]:
-    """Per flag, what a reload changed. Target lists are summarised as counts, so the
-    record (logged at info level) never names a user."""
+    """Per flag, what a reload changed. Target lists and segment users are summarised as
+    counts and condition values left out, so the record (logged at info level) never
+    names a user."""
     changes: list[dict[str, Any]] = []
     for key in sorted(set(old.flags) | set(new.flags)):
         before, after = old.flags.get(key), new.flags.get(key)
@@ -159,15 +160,32 @@ def _target_delta(a: Mapping[str, Mode], b: Mapping[str, Mode]) -> dict[str, str
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-friendly rendering of a flag field for the audit record."""
+    """A JSON-friendly rendering of a flag field for the audit record.
+
+    The record is logged at info level, so what could name a user is summarised: a
+    segment's users as a count, a condition as its claim and operator without the value
+    it compares with (an email address or an id, as often as an organisation)."""
     if isinstance(value, Mode):
         return value.value
+    if isinstance(value, Segment):
+        return {
+            "name": value.name,
+            "users": len(value.users),
+            "when": [_plain(c) for c in value.when],
+        }
+    if isinstance(value, Condition):
+        return f"{value.claim} {value.op.value}"
     if isinstance(value, Mapping):
         return {str(_plain(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+        # Field by field (asdict would turn a nested segment into a dict of its users).
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not f.name.startswith("_")
+        }
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
