@@ -294,6 +294,10 @@ class JwtVerifier:
             raise AuthError("missing")
         if len(token) > MAX_TOKEN_BYTES or len(token.encode("utf-8", "replace")) > MAX_TOKEN_BYTES:
             raise AuthError("too_large", f"token exceeds {MAX_TOKEN_BYTES} bytes")
+        if not token.isascii():
+            # A JWT is base64url and dots. Other bytes arrive surrogate-escaped from the
+            # header decoder and would make pyjwt fail outside its own error types.
+            raise AuthError("malformed", "token is not ASCII")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -395,6 +395,29 @@ async def test_malformed_subprotocol_token_is_refused_as_malformed(
     hostile.assert_never_logged(entry.split(".", 1)[1])
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("Authorization", "Bearer \xff\xfe.e30.sig"),
+        ("Sec-WebSocket-Protocol", "jwt-auth, bearer.\xff\xfe.e30.sig"),
+    ],
+    ids=["bearer_header", "subprotocol"],
+)
+@pytest.mark.parametrize("route", ["main", "factory", "isolated"])
+async def test_token_bytes_that_are_not_utf8_are_refused_as_malformed_not_a_500(
+    hostile: Hostile, route: str, header: tuple[str, str]
+) -> None:
+    # The raw client sends header text as Latin-1: these are the bytes FF FE on the wire.
+    outcome = await hostile.connect(PATHS[route], [header])
+    expect_refusal(route, outcome)
+    assert (
+        await hostile.metric("strangler_auth_failures_total", route=route, reason="malformed") == 1
+    )
+    assert hostile.unified.handshakes == [] and hostile.legacy_reached() == 0
+    await hostile.still_serving()
+    hostile.assert_never_logged()
+
+
 @pytest.mark.parametrize("carrier", ["bearer_header", "query", "subprotocol_bearer", "cookie"])
 async def test_a_100_kib_token_is_refused_before_it_is_parsed(
     hostile: Hostile, carrier: str
