@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -155,7 +156,10 @@ def build_admin_app(proxy: Proxy) -> web.Application:
         # The candidate file is validated exactly as a reload would, never applied.
         data = await request.read()
         try:
-            candidate = parse_flags(data, "candidate", known_routes=proxy.config.route_names)
+            # In a thread, as a reload parses: a large file must not stall the relays.
+            candidate = await asyncio.to_thread(
+                parse_flags, data, "candidate", proxy.config.route_names
+            )
         except FlagFileError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(asdict(proxy.plan(candidate)))
@@ -199,7 +203,9 @@ def token_middleware(token: str | None) -> Middleware:
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Liveness and readiness stay open for orchestrators; the rest needs the token.
         if token is not None and request.path not in ("/healthz", "/readyz"):
-            given = request.headers.get("Authorization", "").encode()
+            # Header text is surrogate-escaped bytes: encode it back the same way, so
+            # bytes that are not UTF-8 are a wrong token (401), not an error (500).
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 raise web.HTTPUnauthorized(
                     text="admin token required\n", headers={"WWW-Authenticate": "Bearer"}

@@ -111,3 +111,12 @@ async def test_admin_port_requires_the_bearer_token_when_configured(
             assert r.status == 200 and "strangler_build_info" in await r.text()
         async with s.get(f"{base}/healthz") as r:
             assert r.status == 200
+    # A token whose bytes are not UTF-8 is a wrong token, not a server error.
+    reader, writer = await asyncio.open_connection("127.0.0.1", p.running.admin_port)
+    writer.write(
+        b"GET /metrics HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer \xff\xfe\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+    writer.close()
+    assert status_line.split()[1] == b"401"
