@@ -101,6 +101,17 @@ def lint(
     default: the clock) is what ``effective_at`` warnings compare with.
     """
     try:
+        return _lint(data, source, known_routes, now)
+    except RecursionError:
+        # Thousands of nested brackets: the parser and the walks over the tree recurse.
+        message = "the file is not a flag file: its values are nested too deeply."
+        return [Problem(source, 1, 1, "error", message)]
+
+
+def _lint(
+    data: bytes, source: str, known_routes: Collection[str] | None, now: float | None
+) -> list[Problem]:
+    try:
         loader = _LintLoader(data)
     except yaml.YAMLError as exc:  # the reader checks the encoding up front
         return [_syntax_problem(source, exc, data)]

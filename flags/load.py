@@ -334,6 +334,11 @@ def _parse_yaml(data: bytes, source: str) -> Any:
         raise FlagFileError(
             source, "", f"the file is not valid YAML: a timestamp is not a real date ({exc})."
         ) from exc
+    except RecursionError:
+        # Thousands of nested brackets: no flag file looks like this.
+        raise FlagFileError(
+            source, "", "the file is not a flag file: its values are nested too deeply."
+        ) from None
 
 
 # --- validation -----------------------------------------------------------------------------

@@ -262,6 +262,34 @@ async def test_backend_that_never_answers_the_handshake_gives_504_and_leaves_no_
         )
 
 
+async def test_a_backend_redirect_loop_gives_502_and_logs_no_path_or_query(
+    start_proxy: StartProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def loop(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:  # every request on the connection, kept alive between redirects
+            try:
+                head = await r.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            target = head.split(b"\r\n", 1)[0].split(b" ")[1]  # the same path and query
+            w.write(b"HTTP/1.1 302 Found\r\nLocation: " + target + b"\r\nContent-Length: 0\r\n\r\n")
+            await w.drain()
+
+    async with raw_server(loop) as (port, _):
+        # The per-frame relay dials with aiohttp's client, which follows redirects.
+        p = await start_proxy(
+            legacy_url=f"ws://127.0.0.1:{port}",
+            relay='{tunnel: "off", max_message_bytes: 2097152, grace_period: 1}',
+        )
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await s.ws_connect(p.url("/ws?session=user-4242"), headers=bearer("bob"))
+            assert refused.value.status == 502
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "TooManyRedirects" in logged
+    assert "user-4242" not in logged and "/ws?" not in logged
+
+
 BAD_ACCEPT = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBrZXk=\r\n\r\n"
@@ -542,6 +570,8 @@ def vandalise(path: Path, fault: str) -> None:
         path.write_text(GOOD_FLAGS[: len(GOOD_FLAGS) // 2])  # cut inside the routes list
     elif fault == "garbage":
         path.write_bytes(b"\x00\xff\xfe\x89PNG binary junk\x00" * 10)
+    elif fault == "nested":
+        path.write_bytes(b"flags: " + b"[" * 5000)  # deep enough to exhaust the recursion
     elif fault == "symlink_loop":
         path.unlink()
         other = path.with_name("loop.yaml")
@@ -575,7 +605,7 @@ async def flags_status(p: Any) -> dict[str, Any]:
         return body
 
 
-@pytest.mark.parametrize("fault", ["deleted", "truncated", "garbage", "symlink_loop"])
+@pytest.mark.parametrize("fault", ["deleted", "truncated", "garbage", "nested", "symlink_loop"])
 async def test_vandalised_flag_file_keeps_the_last_good_flags_until_a_good_file_appears(
     start_proxy: StartProxy, fault: str
 ) -> None:

@@ -111,6 +111,8 @@ async def test_plan_counts_what_a_candidate_file_would_move_without_applying_it(
         assert (await admin(p, "/flags/status"))["drift"] == {"main": 0}
         bad = await admin(p, "/flags/plan", b"flags: [oops")
         assert bad["status"] == 400 and "candidate" in bad["error"]
+        deep = await admin(p, "/flags/plan", b"flags: " + b"[" * 5000)
+        assert deep["status"] == 400 and "nested too deeply" in deep["error"]
         for ws in sockets:
             await ws.close()
 

@@ -582,3 +582,10 @@ def test_a_file_that_is_not_a_mapping_is_reported_at_line_1() -> None:
     problem = only("- main\n- factory\n")
     assert (problem.line, problem.column) == (1, 1)
     assert problem.message == "the file must be a mapping with a 'flags' key, not a list."
+
+
+def test_values_nested_thousands_deep_are_one_problem_not_a_crash() -> None:
+    (problem,) = lint(b"flags: " + b"[" * 5000, "deep.yaml")
+    assert str(problem) == (
+        "deep.yaml:1:1: error: the file is not a flag file: its values are nested too deeply."
+    )

@@ -331,3 +331,17 @@ def test_load_flags_reports_a_missing_file_as_flag_file_error(tmp_path: Path) ->
     with pytest.raises(FlagFileError, match="cannot be read") as info:
         load_flags(path)
     assert info.value.source == str(path) and info.value.key == ""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 5000,
+        b"flags: " + b"{a: " * 5000,
+        b"flags: {f: {routes: " + b"[" * 5000 + b"]" * 5000 + b"}}",
+    ],
+    ids=["bare_list", "mapping", "closed_list"],
+)
+def test_values_nested_thousands_deep_are_a_flag_file_error(data: bytes) -> None:
+    with pytest.raises(FlagFileError, match="nested too deeply"):
+        parse_flags(data, "deep.yaml")
