@@ -130,7 +130,9 @@ async def connect(
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamUnavailable("refused", str(exc)) from None
     except (aiohttp.ClientError, ssl.SSLError, OSError, ValueError) as exc:
-        raise UpstreamUnavailable("error", f"{type(exc).__name__}: {exc}") from None
+        # The type only: some of these (a redirect loop) carry the URL, and with it the
+        # client's path and query, into their text.
+        raise UpstreamUnavailable("error", type(exc).__name__) from None
     finally:
         _refusal_slot.reset(token)
 
