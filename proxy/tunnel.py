@@ -218,14 +218,16 @@ class Tunnel:
     """One tunnelled connection, from the client's 101 to both sockets' end."""
 
     __slots__ = (
+        "_backend_hop",
         "_backend_lost_code",
+        "_client_hop",
         "_close_timeout",
         "_deadline",
-        "_dirs",
         "_draining",
         "_end",
         "_finished",
-        "_hops",
+        "_from_backend",
+        "_from_client",
         "_loop",
         "_request_protocol",
         "_upstream",
@@ -251,23 +253,24 @@ class Tunnel:
         self._upstream = upstream
         self._close_timeout = close_timeout
         self._backend_lost_code = backend_lost_code
-        self._hops = {Side.CLIENT: _Hop(client), Side.BACKEND: _Hop(upstream.transport)}
-        self._dirs = {
-            Side.CLIENT: _Direction(
-                self,
-                Side.CLIENT,
-                FrameScanner(max_message_bytes, masked=True),
-                inbound,
-                upstream.transport,
-            ),
-            Side.BACKEND: _Direction(
-                self,
-                Side.BACKEND,
-                FrameScanner(max_message_bytes, masked=False),
-                outbound,
-                client,
-            ),
-        }
+        # Per side as attributes, not dicts keyed by side: two dicts were a tenth of what
+        # an idle connection costs beyond nginx.
+        self._client_hop = _Hop(client)
+        self._backend_hop = _Hop(upstream.transport)
+        self._from_client = _Direction(
+            self,
+            Side.CLIENT,
+            FrameScanner(max_message_bytes, masked=True),
+            inbound,
+            upstream.transport,
+        )
+        self._from_backend = _Direction(
+            self,
+            Side.BACKEND,
+            FrameScanner(max_message_bytes, masked=False),
+            outbound,
+            client,
+        )
         self._end: End | None = None
         self._loop = asyncio.get_running_loop()
         self._finished: asyncio.Future[None] = self._loop.create_future()
@@ -275,20 +278,27 @@ class Tunnel:
         self._draining: asyncio.Task[None] | None = None
 
     def hop(self, side: Side) -> _Hop:
-        return self._hops[side]
+        return self._client_hop if side is Side.CLIENT else self._backend_hop
+
+    def _dir(self, source: Side) -> _Direction:
+        """The direction whose bytes come from ``source``."""
+        return self._from_client if source is Side.CLIENT else self._from_backend
+
+    def _sides(self) -> tuple[tuple[Side, _Hop], tuple[Side, _Hop]]:
+        return (Side.CLIENT, self._client_hop), (Side.BACKEND, self._backend_hop)
 
     # -- starting ---------------------------------------------------------------------
 
     def attach(self) -> None:
         """Take both sockets over; bytes that came early are delivered first."""
         up = self._upstream.protocol
-        up.on_data = self._dirs[Side.BACKEND].feed
+        up.on_data = self._from_backend.feed
         up.on_lost = lambda: self.lost(Side.BACKEND)
         up.on_pause = self._pause_client
         up.on_resume = self._resume_client
         early, up.buffer = bytes(up.buffer), bytearray()
         if early:
-            self._dirs[Side.BACKEND].feed(early)
+            self._from_backend.feed(early)
         # aiohttp's request handler feeds its parser what the client sent after the
         # upgrade request; it takes whatever has `feed_data`/`feed_eof`.
         self._request_protocol.set_parser(_ClientSink(self))  # type: ignore[arg-type]
@@ -327,16 +337,16 @@ class Tunnel:
             bad_input = _BACKEND_VERDICTS.get(end.code or 0)
         return Outcome(
             label,
-            self._hops[Side.CLIENT].sent_code,
-            self._hops[Side.BACKEND].sent_code,
+            self._client_hop.sent_code,
+            self._backend_hop.sent_code,
             bad_input,
         )
 
     @property
     def client_close_code(self) -> int | None:
         """What the client was sent, or else sent itself (None: it vanished first)."""
-        sent = self._hops[Side.CLIENT].sent_code
-        return sent if sent is not None else self._dirs[Side.CLIENT].scanner.close_code
+        sent = self._client_hop.sent_code
+        return sent if sent is not None else self._from_client.scanner.close_code
 
     async def close(self, code: int, reason: str) -> None:
         """Close both sides with one code (shutdown, drain, stall), between frames."""
@@ -348,35 +358,35 @@ class Tunnel:
     # -- events -----------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
-        self._dirs[Side.CLIENT].feed(data)
+        self._from_client.feed(data)
 
     def close_from(self, side: Side, code: int | None, *, forwarded: bool) -> None:
         """`side` sent a close frame; `forwarded`: it went on to the other side."""
-        hop = self._hops[side]
+        hop = self.hop(side)
         if hop.got_close:
             return
         hop.got_close = True
         other = _other(side)
         if forwarded:
-            peer = self._hops[other]
+            peer = self.hop(other)
             peer.closing = peer.close_written = True
             peer.sent_code = code
             peer.ours = False
-            self._dirs[side].shut = True
+            self._dir(side).shut = True
             self._begin(End(side, EndKind.CLOSED, code))
         self._check(side)
         self._check(other)
 
     def lost(self, side: Side) -> None:
         """`side`'s socket is gone; the other side learns how, with a close frame."""
-        hop = self._hops[side]
+        hop = self.hop(side)
         if hop.lost:
             return
         hop.lost = True
         other = _other(side)
         if not hop.shut_down and not hop.got_close:
             self._begin(End(side, EndKind.GONE))
-        if not self._hops[other].closing:
+        if not self.hop(other).closing:
             if hop.closing and hop.sent_code is not None:
                 # It was asked to close and vanished instead: echo the request.
                 self._inject(other, hop.sent_code, b"")
@@ -384,12 +394,12 @@ class Tunnel:
                 self._inject(other, CLOSE_GOING_AWAY, b"client went away")
             else:
                 self._inject(other, self._backend_lost_code, b"backend went away")
-        if self._dirs[side].pending_close is not None:
+        if self._dir(side).pending_close is not None:
             # The frame the close waits behind will never end: cut the socket instead.
             self._shut(other)
         self.read_freely(other)  # what it sends can go nowhere now
         self._check(other)
-        if all(h.lost for h in self._hops.values()) and not self._finished.done():
+        if all(h.lost for h in (self._client_hop, self._backend_hop)) and not self._finished.done():
             self._finished.set_result(None)
 
     def failed(self, side: Side, error: int) -> None:
@@ -406,7 +416,7 @@ class Tunnel:
         else:
             self._begin(End(side, EndKind.PROTOCOL_ERROR, CLOSE_PROTOCOL_ERROR))
             # Its framing is lost, so its answer could never be read: do not wait for it.
-            self._hops[side].got_close = True
+            self.hop(side).got_close = True
             gone = (
                 (CLOSE_GOING_AWAY, b"client went away")
                 if side is Side.CLIENT
@@ -428,13 +438,13 @@ class Tunnel:
         stays bounded, and its answer to the proxy's close must get through even when
         the peer it was sending to does not read.
         """
-        transport = self._hops[source].transport
+        transport = self.hop(source).transport
         if not transport.is_closing():
             transport.resume_reading()
 
     def written(self, side: Side) -> None:
         """A close that waited for a frame boundary is now on its way to `side`."""
-        self._hops[side].close_written = True
+        self.hop(side).close_written = True
         self._check(side)
         self._check(_other(side))
 
@@ -444,7 +454,7 @@ class Tunnel:
         """The client's socket is full: stop reading the backend until it drains."""
         if self._draining is not None or not self._request_protocol.writing_paused:
             return
-        if self._dirs[Side.BACKEND].pending_close is not None:
+        if self._from_backend.pending_close is not None:
             return  # finishing the last frame before the proxy's close
         if not self._upstream.transport.is_closing():
             self._upstream.transport.pause_reading()
@@ -458,12 +468,12 @@ class Tunnel:
             self._upstream.transport.resume_reading()
 
     def _pause_client(self) -> None:
-        client = self._hops[Side.CLIENT].transport
+        client = self._client_hop.transport
         if not client.is_closing():
             client.pause_reading()
 
     def _resume_client(self) -> None:
-        client = self._hops[Side.CLIENT].transport
+        client = self._client_hop.transport
         if not client.is_closing():
             client.resume_reading()
 
@@ -477,16 +487,16 @@ class Tunnel:
             self._deadline = self._loop.call_later(self._close_timeout, self._abort)
 
     def _inject(self, toward: Side, code: int, reason: bytes) -> None:
-        hop = self._hops[toward]
+        hop = self.hop(toward)
         if hop.closing or hop.lost:
             return
         hop.closing = hop.ours = True
         hop.sent_code = code
         self._begin(End(toward, EndKind.STOPPED))
         mask = os.urandom(4) if toward is Side.BACKEND else None
-        if self._dirs[_other(toward)].inject(close_frame(code, reason, mask=mask)):
+        if self._dir(_other(toward)).inject(close_frame(code, reason, mask=mask)):
             hop.close_written = True
-        elif self._hops[_other(toward)].lost:
+        elif self.hop(_other(toward)).lost:
             self._shut(toward)  # the unfinished frame's sender is gone: it never ends
         self._check(toward)
 
@@ -497,36 +507,36 @@ class Tunnel:
         a vanished backend), as aiohttp's server side does not wait either: the close
         frame is the last thing it gets, then the socket ends once the frame is out.
         """
-        hop = self._hops[side]
+        hop = self.hop(side)
         if hop.close_written and (
             hop.got_close
             or hop.lost
             # ... unless a frame of its is still on its way to the backend.
-            or (hop.ours and side is Side.CLIENT and not self._dirs[side].pending_close)
+            or (hop.ours and side is Side.CLIENT and not self._dir(side).pending_close)
         ):
             self._shut(side)
 
     def _shut(self, side: Side) -> None:
-        hop = self._hops[side]
+        hop = self.hop(side)
         if hop.shut_down or hop.lost:
             return
         hop.shut_down = True
-        self._hops[side].transport.close()  # after what is buffered has gone out
+        self.hop(side).transport.close()  # after what is buffered has gone out
 
     def _abort(self) -> None:
-        for side, hop in self._hops.items():
+        for side, hop in self._sides():
             if not hop.lost:
                 hop.shut_down = True
-                self._hops[side].transport.abort()
+                self.hop(side).transport.abort()
 
     def _stop(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
         if self._draining is not None:
             self._draining.cancel()
-        for side, hop in self._hops.items():
+        for side, hop in self._sides():
             if not hop.lost:
-                self._hops[side].transport.abort()
+                self.hop(side).transport.abort()
 
 
 async def accept(
