@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -78,6 +79,8 @@ class _Direction:
     __slots__ = (
         "_count",
         "_size",
+        "_written",
+        "destination",
         "failed",
         "held",
         "out",
@@ -94,14 +97,17 @@ class _Direction:
         source: Side,
         scanner: FrameScanner,
         meters: Meters,
-        out: asyncio.Transport,
+        destination: _Hop,
     ) -> None:
         self.tunnel = tunnel
         self.source = source
         self.scanner = scanner
-        self.out = out
+        self.destination = destination
+        self.out = destination.transport
         self._count = meters.messages.add
         self._size = meters.bytes.add
+        # Only bytes toward the client can fill a socket the proxy must watch.
+        self._written = tunnel.client_backpressure if source is Side.BACKEND else None
         self.held = b""  # the start of a frame header, sent once the header is whole
         self.pending_close: bytes | None = None  # a close for the next frame boundary
         self.shut = False  # a close went out this way: nothing more may follow
@@ -112,7 +118,7 @@ class _Direction:
         if self.pending_close is not None:
             data = self._finish_frame(data)
         scanner = self.scanner
-        if self.shut or self.tunnel.hop(_other(self.source)).lost:
+        if self.shut or self.destination.lost:
             # Only the source's close matters now (its answer to the proxy's close).
             scan = scanner.feed(data)
             if scan.close_seen:
@@ -142,7 +148,11 @@ class _Direction:
         else:
             self._write(buf)
             self.held = b""
-        self._counted(scan.messages, scan.payload_bytes)
+        # _counted, inline: this is the path every chunk takes.
+        if scan.messages:
+            self._count(scan.messages)
+        if scan.payload_bytes:
+            self._size(scan.payload_bytes)
         if scan.close_seen:
             self.tunnel.close_from(self.source, scan.close_code, forwarded=True)
 
@@ -188,8 +198,9 @@ class _Direction:
         if out.is_closing():
             return  # uvloop raises on writes to a closed socket; asyncio drops them
         out.write(data)
-        if self.source is Side.BACKEND:
-            self.tunnel.client_backpressure()
+        written = self._written
+        if written is not None:
+            written()
 
     def _counted(self, messages: int, nbytes: int) -> None:
         if messages:
@@ -201,13 +212,14 @@ class _Direction:
 class _ClientSink:
     """Stands where aiohttp's WebSocketReader would: receives the client's raw bytes."""
 
-    __slots__ = ("_tunnel",)
+    __slots__ = ("_feed", "_tunnel")
 
-    def __init__(self, tunnel: Tunnel) -> None:
+    def __init__(self, tunnel: Tunnel, feed: Callable[[bytes], None]) -> None:
         self._tunnel = tunnel
+        self._feed = feed  # the client's direction, called straight: once per chunk
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self._tunnel.from_client(data)
+        self._feed(data)
         return False, b""  # never "end of message": the request handler keeps feeding
 
     def feed_eof(self) -> None:
@@ -262,14 +274,14 @@ class Tunnel:
             Side.CLIENT,
             FrameScanner(max_message_bytes, masked=True),
             inbound,
-            upstream.transport,
+            self._backend_hop,
         )
         self._from_backend = _Direction(
             self,
             Side.BACKEND,
             FrameScanner(max_message_bytes, masked=False),
             outbound,
-            client,
+            self._client_hop,
         )
         self._end: End | None = None
         self._loop = asyncio.get_running_loop()
@@ -301,7 +313,8 @@ class Tunnel:
             self._from_backend.feed(early)
         # aiohttp's request handler feeds its parser what the client sent after the
         # upgrade request; it takes whatever has `feed_data`/`feed_eof`.
-        self._request_protocol.set_parser(_ClientSink(self))  # type: ignore[arg-type]
+        sink = _ClientSink(self, self._from_client.feed)
+        self._request_protocol.set_parser(sink)  # type: ignore[arg-type]
         if up.lost:
             self.lost(Side.BACKEND)
         elif not self._upstream.transport.is_closing():
@@ -356,9 +369,6 @@ class Tunnel:
         await asyncio.shield(self._finished)
 
     # -- events -----------------------------------------------------------------------
-
-    def from_client(self, data: bytes) -> None:
-        self._from_client.feed(data)
 
     def close_from(self, side: Side, code: int | None, *, forwarded: bool) -> None:
         """`side` sent a close frame; `forwarded`: it went on to the other side."""
