@@ -4,6 +4,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The installed layout as links (strangler/proxy -> proxy/, ...), for mypy, which cannot
+# follow setuptools' editable import hook. Folders are linked whole, so new modules need
+# no reinstall.
+TREE := $(VENV)/tree
+PARTS := proxy flags legacy_adapters reference
 
 .PHONY: demo test lint check clean
 
@@ -11,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -rf $(TREE) && mkdir -p $(TREE)/strangler
+	for part in $(PARTS); do ln -s ../../../$$part $(TREE)/strangler/$$part; done
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,6 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 check: test lint
 

@@ -91,12 +91,12 @@ class LagSampler:
 
 
 async def bench(targets: int, rounds: int, calls: int) -> dict[str, Any]:
-    from flags.evaluate import evaluate
-    from flags.load import parse_flags
-    from flags.watch import ReloadResult
-    from proxy.config import load_config
-    from proxy.identity import Identity
-    from proxy.server import start
+    from strangler.flags.evaluate import evaluate
+    from strangler.flags.load import parse_flags
+    from strangler.flags.watch import ReloadResult
+    from strangler.proxy.config import load_config
+    from strangler.proxy.edge.identity import Identity
+    from strangler.proxy.runtime.server import start
 
     os.environ["STRANGLER_BENCH_SECRET"] = SECRET
     out: dict[str, Any] = {"targets": targets, "rounds": rounds, "calls": calls}

@@ -33,8 +33,8 @@ LOADGEN = Path(__file__).resolve().parent / "loadgen" / "loadgen"
 
 
 async def probe(echo_port: int, conns: int, top: int, relay: str) -> None:
-    from proxy.config import load_config
-    from proxy.server import start
+    from strangler.proxy.config import load_config
+    from strangler.proxy.runtime.server import start
 
     os.environ["STRANGLER_BENCH_SECRET"] = harness.SECRET
     work = Path(tempfile.mkdtemp(prefix="strangler-idle-memory-"))

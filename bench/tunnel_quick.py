@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from proxy.handshake import accept_key
-from proxy.wsframes import OP_TEXT, FrameScanner, close_frame, frame
+from strangler.proxy.relay.handshake import accept_key
+from strangler.proxy.relay.wsframes import OP_TEXT, FrameScanner, close_frame, frame
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -180,7 +180,7 @@ relay: {{tunnel: {mode}, max_message_bytes: 1048576}}
 """
     )
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "proxy.cli", "run", "--config", str(work / "strangler.yaml")),
+        *(sys.executable, "-m", "strangler.proxy", "run", "--config", str(work / "strangler.yaml")),
         env={**os.environ, "BENCH_SECRET": SECRET, "STRANGLER_LOG_LEVEL": "warning"},
         cwd=ROOT,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mmh3
 
-from flags.model import BASIS_POINTS
+from strangler.flags.model import BASIS_POINTS
 
 
 def bucket(flag_key: str, user_id: str) -> int:

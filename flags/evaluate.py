@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from flags.bucketing import bucket
-from flags.model import BASIS_POINTS, Flag, FlagSet, Mode, Reason
+from strangler.flags.bucketing import bucket
+from strangler.flags.model import BASIS_POINTS, Flag, FlagSet, Mode, Reason
 
 
 class Decision(NamedTuple):

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from flags.load import (
+from strangler.flags.load import (
     _BEFORE_KEYS,
     _CONDITION_KEYS,
     _FLAG_KEYS,

@@ -80,7 +80,7 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import yaml
 
-from flags.model import (
+from strangler.flags.model import (
     BASIS_POINTS,
     ROLLOUT_ORDER,
     Before,

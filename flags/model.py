@@ -187,6 +187,13 @@ class Before:
     anonymous: Mode = Mode.LEGACY
 
 
+MISMATCH_RATIO = "mismatch_ratio"
+UNIFIED_ERROR_RATIO = "unified_error_ratio"
+WATCHED = (MISMATCH_RATIO, UNIFIED_ERROR_RATIO)
+"""What a guard watches: the ratio behind each of its limits (the ``guard`` label of the
+guard metrics; the proxy's guards count observations under these names)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Guard:
     """Limits the proxy watches for a flag; a tripped guard is the proxy's business.

@@ -20,8 +20,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from flags.load import FlagFileError, parse_flags
-from flags.model import FlagSet
+from strangler.flags.load import FlagFileError, parse_flags
+from strangler.flags.model import FlagSet
 
 _log = logging.getLogger("strangler.flags")
 

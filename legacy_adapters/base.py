@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from legacy_adapters.canonical import Message
+from strangler.legacy_adapters.canonical import Message
 
 
 @dataclass(frozen=True, slots=True)

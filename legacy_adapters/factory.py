@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from legacy_adapters.base import Adapter
-from legacy_adapters.nesting import DataNestingAdapter
+from strangler.legacy_adapters.base import Adapter
+from strangler.legacy_adapters.nesting import DataNestingAdapter
 
 NAME: Final = "factory"
 MODE: Final = "factory"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from legacy_adapters.base import Adapter, Context
-from legacy_adapters.canonical import TURN_EVENTS, Message, canonical_client
-from legacy_adapters.nesting import (
+from strangler.legacy_adapters.base import Adapter, Context
+from strangler.legacy_adapters.canonical import TURN_EVENTS, Message, canonical_client
+from strangler.legacy_adapters.nesting import (
     FLAT_RESERVED_DATA_KEYS,
     data_to_flat,
     error_from_flat,

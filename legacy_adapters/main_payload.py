@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from legacy_adapters.base import Adapter, Context
-from legacy_adapters.canonical import TURN_EVENTS, Message, canonical_client
-from legacy_adapters.nesting import (
+from strangler.legacy_adapters.base import Adapter, Context
+from strangler.legacy_adapters.canonical import TURN_EVENTS, Message, canonical_client
+from strangler.legacy_adapters.nesting import (
     data_error,
     data_to_payload,
     from_system_message,

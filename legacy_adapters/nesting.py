@@ -11,8 +11,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from legacy_adapters.base import Context
-from legacy_adapters.canonical import GOLDEN_PATH, Message, attach_data, canonical_client
+from strangler.legacy_adapters.base import Context
+from strangler.legacy_adapters.canonical import GOLDEN_PATH, Message, attach_data, canonical_client
 
 CANONICAL_ID_PREFIX: Final = "main_"  # the unified router's connection ids: main_<hex>
 ANONYMOUS: Final = "anonymous"

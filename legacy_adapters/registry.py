@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from legacy_adapters import factory, flat, isolated, legacy, main, main_payload
-from legacy_adapters.base import Adapter
+from strangler.legacy_adapters import factory, flat, isolated, legacy, main, main_payload
+from strangler.legacy_adapters.base import Adapter
 
 _MODULES: Final = (main, main_payload, flat, factory, isolated, legacy)
 _ADAPTERS: Final[Mapping[str, Adapter]] = MappingProxyType(

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from legacy_adapters.base import Adapter, Context
-from legacy_adapters.canonical import Message
+from strangler.legacy_adapters.base import Adapter, Context
+from strangler.legacy_adapters.canonical import Message
 
 INVALID_JSON: Final = "Invalid JSON"
 NOT_AN_OBJECT: Final = "Message must be a JSON object"

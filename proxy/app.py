@@ -28,20 +28,19 @@ from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 from prometheus_client import Counter as PromCounter
 
-from flags.evaluate import Decision, evaluate
-from flags.model import Flag, FlagSet, Mode, Reason
-from flags.watch import FlagWatcher, ReloadResult
-from legacy_adapters.base import Context
-from legacy_adapters.registry import adapter, connection_mode, needs_translation, select_dialect
-from legacy_adapters.translate import Translated, Translator
-from proxy import passthrough, upstream
-from proxy.client_socket import ClientSocket
-from proxy.compare import Side
-from proxy.config import DIALECT_AUTH, AuthStyle, Config, Route
-from proxy.connection_log import ConnectionLog
-from proxy.guards import UNIFIED_ERROR_RATIO, WATCHED, Guards, Trip
-from proxy.handshake import RawUpstream, open_upstream
-from proxy.identity import (
+from strangler.flags.evaluate import Decision, evaluate
+from strangler.flags.model import UNIFIED_ERROR_RATIO, WATCHED, Flag, FlagSet, Mode, Reason
+from strangler.flags.watch import FlagWatcher, ReloadResult
+from strangler.legacy_adapters.base import Context
+from strangler.legacy_adapters.registry import (
+    adapter,
+    connection_mode,
+    needs_translation,
+    select_dialect,
+)
+from strangler.legacy_adapters.translate import Translated, Translator
+from strangler.proxy.config import DIALECT_AUTH, AuthStyle, Config, Route
+from strangler.proxy.edge.identity import (
     AuthError,
     Credentials,
     Identity,
@@ -49,8 +48,11 @@ from proxy.identity import (
     choose_subprotocol,
     extract_credentials,
 )
-from proxy.metrics import Metrics, Tally
-from proxy.relay import (
+from strangler.proxy.edge.routes import RouteTable
+from strangler.proxy.edge.tickets import TicketResolver
+from strangler.proxy.relay import passthrough, upstream
+from strangler.proxy.relay.client_socket import ClientSocket
+from strangler.proxy.relay.frame_relay import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     IDENTITY,
@@ -60,12 +62,15 @@ from proxy.relay import (
     close_both,
     relay,
 )
-from proxy.release import OpenConnection, Plan, audit_changes, plan, rollout_shares
-from proxy.routes import RouteTable
-from proxy.shadow import ShadowHub, Tee
-from proxy.tickets import TicketResolver
-from proxy.tunnel import Tunnel
-from proxy.tunnel import accept as accept_tunnel
+from strangler.proxy.relay.handshake import RawUpstream, open_upstream
+from strangler.proxy.relay.tunnel import Tunnel
+from strangler.proxy.relay.tunnel import accept as accept_tunnel
+from strangler.proxy.release.guards import Guards, Trip
+from strangler.proxy.release.plan import OpenConnection, Plan, audit_changes, plan, rollout_shares
+from strangler.proxy.shadow.compare import Side
+from strangler.proxy.shadow.tee import ShadowHub, Tee
+from strangler.proxy.telemetry.connection_log import ConnectionLog
+from strangler.proxy.telemetry.metrics import Metrics, Tally
 
 log = logging.getLogger("strangler.proxy")
 # One JSON record per flag reload (applied or rejected); never names a user.
@@ -179,7 +184,12 @@ class Proxy:
         route = self.routes.match(request.path)
         if not _is_upgrade(request):
             if route is not None or request.path in self.config.http_passthrough:
-                return await passthrough.forward(self, request)
+                return await passthrough.forward(
+                    self.sessions["http"],
+                    self.config.legacy.url,
+                    self.metrics.http_requests,
+                    request,
+                )
             raise web.HTTPNotFound(text="no such route\n")
         if route is None:
             self.metrics.handshake_refusals.labels("none", "no_route").inc()
@@ -627,7 +637,7 @@ class Proxy:
         user_id: str | None,
         claims: Mapping[str, Any],
     ) -> web.StreamResponse:
-        """The byte tunnel (proxy/tunnel.py): the same handshake, then bytes, not frames."""
+        """The byte tunnel (proxy/relay/tunnel.py): the same handshake, then bytes, not frames."""
         # Extensions (permessage-deflate) are agreed end to end: the bytes are not ours.
         for value in request.headers.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, ()):
             headers.add(hdrs.SEC_WEBSOCKET_EXTENSIONS, value)

@@ -13,9 +13,9 @@ import sys
 
 from aiohttp import web
 
-from demo.legacy_backend import build_legacy_app
-from demo.settings import BackendSettings
-from demo.unified_backend import build_unified_app
+from strangler.reference.legacy_backend import build_legacy_app
+from strangler.reference.settings import BackendSettings
+from strangler.reference.unified_backend import build_unified_app
 
 
 async def serve(kind: str, port: int, settings: BackendSettings) -> None:

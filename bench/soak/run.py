@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.identity import mint_token
+from strangler.proxy.edge.identity import mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "soak-secret-for-the-loopback-run-only-0123456789"
@@ -227,7 +227,7 @@ relay: {{grace_period: 2}}
         self.proxy = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "proxy.cli",
+            "strangler.proxy",
             "--log-level",
             "warning",
             "run",

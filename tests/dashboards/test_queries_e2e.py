@@ -36,9 +36,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from demo.settings import BackendSettings
-from demo.unified_backend import build_unified_app
-from proxy.server import Running
+from strangler.proxy.runtime.server import Running
+from strangler.reference.settings import BackendSettings
+from strangler.reference.unified_backend import build_unified_app
 from tests.dashboards.conftest import PrometheusUnderTest
 from tests.dashboards.promql import (
     PrometheusAPI,
@@ -112,7 +112,7 @@ relay: {{grace_period: 1}}
     log = (d / "stderr.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "proxy.cli", "run", "--workers", "2", "--config", str(d / "strangler.yaml")),
+        *("-m", "strangler.proxy", "run", "--workers", "2", "--config", str(d / "strangler.yaml")),
         env={
             **os.environ,
             "STRANGLER_TEST_SECRET": SECRET,

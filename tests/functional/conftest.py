@@ -21,10 +21,10 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from demo.settings import BackendSettings
-from proxy.config import load_config
-from proxy.identity import mint_token
-from proxy.server import Running, start
+from strangler.proxy.config import load_config
+from strangler.proxy.edge.identity import mint_token
+from strangler.proxy.runtime.server import Running, start
+from strangler.reference.settings import BackendSettings
 
 SECRET = "test-secret-for-the-functional-suite-0123456789"
 
@@ -323,8 +323,8 @@ class Stack:
         legacy: BackendSettings | None = None,
         unified: BackendSettings | None = None,
     ) -> None:
-        from demo.legacy_backend import build_legacy_app
-        from demo.unified_backend import build_unified_app
+        from strangler.reference.legacy_backend import build_legacy_app
+        from strangler.reference.unified_backend import build_unified_app
 
         self.legacy_port, self.unified_port = free_port(), free_port()
         ticket_url = f"http://127.0.0.1:{self.legacy_port}/api/websocket/ticket/introspect"

@@ -66,7 +66,7 @@ async def test_json_log_has_one_open_and_one_close_line_per_connection_without_u
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy.cli",
+        "strangler.proxy",
         "run",
         "--config",
         str(tmp_path / "strangler.yaml"),

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.server import Running
+from strangler.proxy.runtime.server import Running
 from tests.functional.conftest import ALL_ROUTES, Stack, token
 
 # LEGACY_SURFACE.md: never meaningful in a comparison. server_id names the instance.

@@ -21,7 +21,7 @@ def test_demo_tour_shows_one_path_answered_by_two_backends(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "proxy.cli",
+            "strangler.proxy",
             "demo",
             "--exit",
             "--base-port",

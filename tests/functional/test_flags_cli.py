@@ -15,12 +15,12 @@ from typing import Any
 
 import aiohttp
 
-from flags.bucketing import bucket
-from proxy.server import Running
+from strangler.flags.bucketing import bucket
+from strangler.proxy.runtime.server import Running
 from tests.functional.conftest import Stack, free_port, token, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / "demo" / "config" / "strangler.yaml"
+DEMO_CONFIG = REPO / "proxy" / "commands" / "demo_config" / "strangler.yaml"
 ADMIN_TOKEN = "admin-token-for-the-flags-cli-tests"
 
 
@@ -35,7 +35,7 @@ def _env(**extra: str) -> dict[str, str]:
 def strangler(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`strangler flags ...` in a child process, without the demo's JWT secret."""
     return subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "flags", *args],
+        [sys.executable, "-m", "strangler.proxy", "flags", *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -49,7 +49,7 @@ async def astrangler(*args: str, **env: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy.cli",
+        "strangler.proxy",
         "flags",
         *args,
         stdout=asyncio.subprocess.PIPE,

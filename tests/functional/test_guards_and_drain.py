@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from demo.app_state import RECEIVED_HANDSHAKES
-from demo.settings import BackendSettings
-from proxy.server import Running
+from strangler.proxy.runtime.server import Running
+from strangler.reference.app_state import RECEIVED_HANDSHAKES
+from strangler.reference.settings import BackendSettings
 from tests.functional.conftest import (
     SECRET,
     ProxyUnderTest,

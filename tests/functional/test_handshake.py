@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from proxy.handshake import accept_key, open_upstream
-from proxy.upstream import UpstreamRefused, UpstreamUnavailable
+from strangler.proxy.relay.handshake import accept_key, open_upstream
+from strangler.proxy.relay.upstream import UpstreamRefused, UpstreamUnavailable
 from tests.functional.conftest import StartProxy, free_port, token
 
 

@@ -21,8 +21,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from proxy.config import load_config
-from proxy.server import Running, start
+from strangler.proxy.config import load_config
+from strangler.proxy.runtime.server import Running, start
 from tests.functional.conftest import ALL_ROUTES, ROUTES, Stack, Upstream, free_port, scrape
 from tests.functional.rawws import OP_CLOSE, OP_TEXT, RawWebSocket, close_frame, frame
 

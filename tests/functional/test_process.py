@@ -53,7 +53,7 @@ async def spawn(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy.cli",
+        "strangler.proxy",
         "run",
         "--config",
         str(tmp_path / "strangler.yaml"),

@@ -1,4 +1,4 @@
-"""Functional tests of the reference backends (demo/): real servers on loopback."""
+"""Functional tests of the reference backends (reference/): real servers on loopback."""
 
 from __future__ import annotations
 
@@ -19,17 +19,17 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
-from demo.app_state import OPEN_SOCKETS, RECEIVED_HANDSHAKES
-from demo.legacy_backend import build_legacy_app
-from demo.script import (
+from strangler.reference.app_state import OPEN_SOCKETS, RECEIVED_HANDSHAKES
+from strangler.reference.legacy_backend import build_legacy_app
+from strangler.reference.script import (
     CANONICAL_ALIASES,
     GOLDEN_PATH_EVENTS,
     canonical_type,
     golden_turn,
     request_text,
 )
-from demo.settings import BackendSettings
-from demo.unified_backend import build_unified_app
+from strangler.reference.settings import BackendSettings
+from strangler.reference.unified_backend import build_unified_app
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from demo.app_state import RECEIVED_HANDSHAKES
-from demo.settings import BackendSettings
-from proxy.server import Running
+from strangler.proxy.runtime.server import Running
+from strangler.reference.app_state import RECEIVED_HANDSHAKES
+from strangler.reference.settings import BackendSettings
 from tests.functional.conftest import (
     ALL_ROUTES,
     SECRET,

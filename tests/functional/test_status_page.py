@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from demo.settings import BackendSettings
-from proxy.server import Running
+from strangler.proxy.runtime.server import Running
+from strangler.reference.settings import BackendSettings
 from tests.functional.conftest import SECRET, Stack, token, wait_for
 from tests.html_tree import Element, parse, table_rows
 

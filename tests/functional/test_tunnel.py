@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from proxy.app import Proxy
-from proxy.wsframes import OP_BINARY, OP_CONTINUATION, OP_PING, OP_TEXT, frame
+from strangler.proxy.app import Proxy
+from strangler.proxy.relay.wsframes import OP_BINARY, OP_CONTINUATION, OP_PING, OP_TEXT, frame
 from tests.functional.conftest import ProxyUnderTest, StartProxy, free_port, token, wait_for
 
 TUNNEL = "{tunnel: auto, max_message_bytes: 65536, grace_period: 0.2}"

@@ -90,7 +90,7 @@ async def workers(tmp_path: Path, upstreams: tuple[Upstream, Upstream]) -> Async
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy.cli",
+        "strangler.proxy",
         "run",
         "--workers",
         "2",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from legacy_adapters.canonical import (
+from strangler.legacy_adapters.canonical import (
     ALIASES,
     CONTROL_TYPES,
     GOLDEN_PATH,

@@ -1,6 +1,6 @@
 """Each dialect renders each canonical event exactly as the legacy routes sent it.
 
-The expected frames are written out literally, in the shapes of demo/envelopes.py
+The expected frames are written out literally, in the shapes of reference/envelopes.py
 (the reference legacy backend), which is deliberately not imported here.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from legacy_adapters import factory, flat, isolated, legacy, main, main_payload
-from legacy_adapters.base import Adapter, Context
+from strangler.legacy_adapters import factory, flat, isolated, legacy, main, main_payload
+from strangler.legacy_adapters.base import Adapter, Context
 
 Message = dict[str, Any]
 

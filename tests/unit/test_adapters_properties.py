@@ -18,16 +18,16 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from legacy_adapters import factory, flat, isolated, legacy, main, main_payload
-from legacy_adapters.base import Adapter, Context
-from legacy_adapters.canonical import (
+from strangler.legacy_adapters import factory, flat, isolated, legacy, main, main_payload
+from strangler.legacy_adapters.base import Adapter, Context
+from strangler.legacy_adapters.canonical import (
     ALIASES,
     ENVELOPED_TYPES,
     VOLATILE_FIELDS,
     canonical_client,
     strip_volatile,
 )
-from legacy_adapters.translate import Translator, _decode, _encode
+from strangler.legacy_adapters.translate import Translator, _decode, _encode
 
 Message = dict[str, Any]
 

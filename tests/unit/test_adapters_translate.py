@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from legacy_adapters.base import Context
-from legacy_adapters.registry import (
+from strangler.legacy_adapters.base import Context
+from strangler.legacy_adapters.registry import (
     DIALECTS,
     adapter,
     connection_mode,
     needs_translation,
     select_dialect,
 )
-from legacy_adapters.translate import Translated, Translator
+from strangler.legacy_adapters.translate import Translated, Translator
 
 FLAT_ERROR_DIALECTS = {"flat", "legacy"}
 TS = "2024-09-10T20:26:40.123456+00:00"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.compare import (
+from strangler.proxy.shadow.compare import (
     NOT_COMPARED,
     TURN_END,
     TURN_TYPES,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import AuthStyle, ConfigError, parse_config
-from proxy.relay import clip_reason, sendable
-from proxy.routes import RouteTable
+from strangler.proxy.config import AuthStyle, ConfigError, parse_config
+from strangler.proxy.edge.routes import RouteTable
+from strangler.proxy.relay.frame_relay import clip_reason, sendable
 
 GOOD = """
 listen: 127.0.0.1:8080
@@ -144,7 +144,7 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     config = tmp_path / "strangler.yaml"
     config.write_text(GOOD.replace("dialect: factory", "dialect: fancy"))
     result = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "strangler.proxy", "run", "--config", str(config)],
         capture_output=True,
         text=True,
         env={"CFG_TEST_SECRET": "x" * 40, "PATH": "/usr/bin:/bin"},

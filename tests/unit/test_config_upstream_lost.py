@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.config import ConfigError, parse_config
+from strangler.proxy.config import ConfigError, parse_config
 
 BASE = """
 routes:

@@ -11,7 +11,7 @@ import random
 import mmh3
 import pytest
 
-from flags.bucketing import bucket
+from strangler.flags.bucketing import bucket
 
 _MASK = 0xFFFFFFFF
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import pytest
 
-from flags.bucketing import bucket
-from flags.evaluate import Decision, evaluate
-from flags.model import Flag, FlagSet, Mode, Reason
+from strangler.flags.bucketing import bucket
+from strangler.flags.evaluate import Decision, evaluate
+from strangler.flags.model import Flag, FlagSet, Mode, Reason
 
 KEY = "unified_router"
 RANK = {Mode.LEGACY: 0, Mode.SHADOW: 1, Mode.LIVE: 2, Mode.UNIFIED: 3}

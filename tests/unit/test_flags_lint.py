@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from flags.lint import Problem, lint
-from flags.load import FlagFileError, parse_flags, parse_instant
+from strangler.flags.lint import Problem, lint
+from strangler.flags.load import FlagFileError, parse_flags, parse_instant
 
 SOURCE = "flags.yaml"
 ROUTES = ("main", "factory", "isolated")

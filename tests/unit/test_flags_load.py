@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-import flags.load
-from flags.load import FlagFileError, load_flags, parse_flags
-from flags.model import Mode
+import strangler.flags.load as flags_load
+from strangler.flags.load import FlagFileError, load_flags, parse_flags
+from strangler.flags.model import FlagSet, Mode
 
 SOURCE = "/etc/strangler/flags.yaml"
 ROUTES = ("main", "factory", "isolated")
 
 
-def parse(text: str, known_routes: tuple[str, ...] | None = ROUTES) -> flags.model.FlagSet:
+def parse(text: str, known_routes: tuple[str, ...] | None = ROUTES) -> FlagSet:
     return parse_flags(textwrap.dedent(text).encode(), SOURCE, known_routes)
 
 
@@ -90,7 +90,7 @@ def test_routes_are_not_checked_without_known_routes() -> None:
 
 
 def test_schema_example_in_module_docstring_is_valid() -> None:
-    doc = flags.load.__doc__ or ""
+    doc = flags_load.__doc__ or ""
     example = doc.split("Schema::\n\n", 1)[1].split("\n\n", 1)[0]
     fs = parse(example, known_routes=("main", "factory"))
     assert set(fs.by_route) == {"main", "factory"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flags.model import Flag, FlagSet, Mode
+from strangler.flags.model import Flag, FlagSet, Mode
 
 
 def make_flag(key: str = "f", routes: tuple[str, ...] = ("main",), **rollout: int) -> Flag:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from flags.bucketing import bucket
-from flags.evaluate import Decision, evaluate
-from flags.load import parse_flags, parse_instant
-from flags.model import FlagSet, Mode, Reason
+from strangler.flags.bucketing import bucket
+from strangler.flags.evaluate import Decision, evaluate
+from strangler.flags.load import parse_flags, parse_instant
+from strangler.flags.model import FlagSet, Mode, Reason
 
 KEY = "unified_router"
 ROUTES = ("main", "factory")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import flags.watch
-from flags.load import FlagFileError
-from flags.model import Mode
-from flags.watch import FlagWatcher, ReloadResult
+import strangler.flags.watch as flags_watch
+from strangler.flags.load import FlagFileError
+from strangler.flags.model import Mode
+from strangler.flags.watch import FlagWatcher, ReloadResult
 
 INTERVAL = 0.05
 WAIT = 5.0
@@ -289,7 +289,7 @@ async def test_poller_survives_exceptions_and_keeps_polling(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    real_stat = flags.watch._stat
+    real_stat = flags_watch._stat
     failures = 3
 
     def flaky_stat(path: str) -> tuple[int, int, int, int] | None:
@@ -299,7 +299,7 @@ async def test_poller_survives_exceptions_and_keeps_polling(
             raise RuntimeError("disk on fire")
         return real_stat(path)
 
-    monkeypatch.setattr(flags.watch, "_stat", flaky_stat)
+    monkeypatch.setattr(flags_watch, "_stat", flaky_stat)
     async with polling(watcher):
         write(flag_file, V3)
         result = await recorder.next()

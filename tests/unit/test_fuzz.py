@@ -14,9 +14,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flags.lint import lint
-from flags.load import FlagFileError, parse_flags
-from proxy.compare import (
+from strangler.flags.lint import lint
+from strangler.flags.load import FlagFileError, parse_flags
+from strangler.proxy.edge.identity import (
+    AuthError,
+    JwtSettings,
+    JwtVerifier,
+    choose_subprotocol,
+    extract_credentials,
+)
+from strangler.proxy.shadow.compare import (
     TURN_END,
     TURN_TYPES,
     Comparator,
@@ -24,13 +31,6 @@ from proxy.compare import (
     Outcome,
     Side,
     compare_events,
-)
-from proxy.identity import (
-    AuthError,
-    JwtSettings,
-    JwtVerifier,
-    choose_subprotocol,
-    extract_credentials,
 )
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

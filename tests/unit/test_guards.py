@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flags.model import Flag, FlagSet, Guard, Mode
-from proxy.guards import MISMATCH_RATIO, UNIFIED_ERROR_RATIO, Guards, Window, exceeded
+from strangler.flags.model import MISMATCH_RATIO, UNIFIED_ERROR_RATIO, Flag, FlagSet, Guard, Mode
+from strangler.proxy.release.guards import Guards, Window, exceeded
 
 
 def flagset(guard: Guard | None, digest: str = "d1", key: str = "f") -> FlagSet:

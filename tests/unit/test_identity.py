@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from proxy.identity import (
+from strangler.proxy.edge.identity import (
     AUTH_REASONS,
     AuthError,
     Credentials,

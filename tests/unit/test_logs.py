@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.config import ConfigError, LoggingSettings, parse_config
-from proxy.connection_log import ConnectionLog
-from proxy.logs import JsonFormatter, TextFormatter, setup_logging
+from strangler.proxy.config import ConfigError, LoggingSettings, parse_config
+from strangler.proxy.telemetry.connection_log import ConnectionLog
+from strangler.proxy.telemetry.logs import JsonFormatter, TextFormatter, setup_logging
 
 BASE = """
 routes:

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.maskcheck import MaskCheck
+from strangler.proxy.relay.maskcheck import MaskCheck
 from tests.functional.rawws import OP_BINARY, OP_PING, OP_TEXT, frame
 
 # (opcode, payload size, masked): sizes around the 7-bit, 16-bit and 64-bit length forms.

@@ -11,12 +11,12 @@ from typing import get_args, get_type_hints
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from flags.model import Mode, Reason
-from flags.watch import ReloadResult
-from proxy import metrics as metrics_module
-from proxy.compare import Category, Outcome, Side
-from proxy.identity import AUTH_REASONS
-from proxy.metrics import Metrics, WorkerSample, WorkerStatsCollector
+from strangler.flags.model import Mode, Reason
+from strangler.flags.watch import ReloadResult
+from strangler.proxy.edge.identity import AUTH_REASONS
+from strangler.proxy.shadow.compare import Category, Outcome, Side
+from strangler.proxy.telemetry import metrics as metrics_module
+from strangler.proxy.telemetry.metrics import Metrics, WorkerSample, WorkerStatsCollector
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "METRICS.md"
 

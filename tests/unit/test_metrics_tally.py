@@ -2,7 +2,7 @@
 
 from prometheus_client import CollectorRegistry
 
-from proxy.metrics import Metrics
+from strangler.proxy.telemetry.metrics import Metrics
 
 
 def messages(registry: CollectorRegistry, direction: str) -> float | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.redact import REDACTED, redact
+from strangler.proxy.shadow.redact import REDACTED, redact
 
 
 def test_secret_keys_are_redacted_at_any_depth_and_the_input_is_untouched() -> None:

@@ -2,8 +2,8 @@
 
 import json
 
-from flags.load import parse_flags
-from proxy.release import audit_changes
+from strangler.flags.load import parse_flags
+from strangler.proxy.release.plan import audit_changes
 
 BEFORE = """
 segments:

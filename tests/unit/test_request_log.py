@@ -8,7 +8,7 @@ import pytest
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from prometheus_client import CollectorRegistry, Counter
 
-from proxy.request_log import RequestLog
+from strangler.proxy.telemetry.request_log import RequestLog
 
 
 def counter() -> tuple[Counter, CollectorRegistry]:

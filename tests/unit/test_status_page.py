@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from proxy.status_page import FlagView, MismatchView, StatusSnapshot, guard_text, render
+from strangler.proxy.admin.status_page import (
+    FlagView,
+    MismatchView,
+    StatusSnapshot,
+    guard_text,
+    render,
+)
 from tests.html_tree import Element, parse, table_rows
 
 NOW = 1_800_000_000.0

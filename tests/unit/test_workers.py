@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from proxy.metrics import WorkerSample, WorkerStatsCollector
-from proxy.workers import (
+from strangler.proxy.runtime.workers import (
     Answer,
     Worker,
     describe_exit,
@@ -20,6 +19,7 @@ from proxy.workers import (
     merge_answers,
     proc_stats,
 )
+from strangler.proxy.telemetry.metrics import WorkerSample, WorkerStatsCollector
 
 
 def test_proc_stats_reads_cpu_and_resident_memory_of_a_live_process() -> None:

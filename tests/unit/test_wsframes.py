@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from proxy.wsframes import (
+from strangler.proxy.relay.wsframes import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOO_BIG,
     OP_BINARY,

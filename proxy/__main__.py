@@ -1,0 +1,5 @@
+"""`python -m strangler.proxy`: the `strangler` command."""
+
+from strangler.proxy.commands.cli import main
+
+raise SystemExit(main())

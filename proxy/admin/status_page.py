@@ -1,0 +1,359 @@
+"""The release managers' status page: one server-rendered HTML document (pure).
+
+The admin port gathers a `StatusSnapshot` from the running proxy; `render` turns it
+into a page with inline CSS only (no scripts, no external assets), so it opens behind
+any firewall and in any browser. Every value that reaches the page passes through
+`html.escape`: flag keys, error messages and request types come from files and
+clients and must never become markup. The snapshot carries no user ids or tokens
+(targets are counted, mismatch samples are reduced to route, turn and categories),
+so nothing here can leak them.
+
+Tables and cells have stable ids, classes and `data-*` attributes (`#connections`,
+`tr[data-route=main] td[data-mode=unified]`) so tools and tests can read the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from strangler.flags.model import Mode
+
+# Column order of the connections table: the order users move forward in.
+MODES = (Mode.LEGACY.value, Mode.SHADOW.value, Mode.LIVE.value, Mode.UNIFIED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagView:
+    """One flag as the page shows it; targets are counts per mode, never the users."""
+
+    key: str
+    routes: tuple[str, ...]
+    default: str
+    anonymous: str
+    kill_switch: bool
+    shares: Mapping[str, float]  # rollout share per mode, 0..1 (proxy.release)
+    targets: Mapping[str, int] = field(default_factory=dict)
+    rules: tuple[str, ...] = ()
+    drain_rate: float | None = None
+    guard: Mapping[str, Any] | None = None
+    effective_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MismatchView:
+    """One recent non-matching turn: where and what kind, no transcript."""
+
+    at: float
+    route: str
+    mode: str
+    turn: int
+    request_type: str
+    outcome: str
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSnapshot:
+    """Everything the page shows, gathered at one instant."""
+
+    generated_at: float
+    flags_hash: str
+    flags_source: str
+    loaded_at: float | None
+    last_error: str | None
+    flags: tuple[FlagView, ...] = ()
+    routes: tuple[str, ...] = ()  # every configured route, so idle ones show zeros
+    connections: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    drift: Mapping[str, int] = field(default_factory=dict)
+    audit: tuple[Mapping[str, Any], ...] = ()  # newest first
+    mismatches: tuple[MismatchView, ...] = ()  # newest first
+    guards: Mapping[str, Any] = field(default_factory=dict)
+    draining: bool = False
+    shadow_enabled: bool = True
+    secondary_connections: int = 0
+    refresh_seconds: int = 5
+
+
+def e(value: object) -> str:
+    """Any value as escaped text (quotes too, so it is safe inside attributes)."""
+    return html.escape(str(value), quote=True)
+
+
+def _stamp(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+
+
+def _when(at: float | None, now: float) -> str:
+    if at is None:
+        return "never"
+    age = round(now - at)
+    return f"{_stamp(at)} ({age} s ago)" if age >= 0 else f"{_stamp(at)} (in {-age} s)"
+
+
+def _share(value: float) -> str:
+    return f"{value * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def guard_text(guard: Mapping[str, Any]) -> str:
+    """A flag's guard as a sentence: what trips it, over how many samples and how long."""
+    limits = [
+        f"{what} over {_share(float(guard[key]))}"
+        for key, what in (
+            ("max_mismatch_ratio", "mismatches"),
+            ("max_unified_error_ratio", "unified errors"),
+        )
+        if guard.get(key) is not None
+    ]
+    if not limits:
+        return _plain(dict(guard))  # a shape this page does not know: show it as it is
+    window = guard.get("window")
+    samples = guard.get("min_samples")
+    return (
+        "back to legacy on "
+        + " or ".join(limits)
+        + (f" of at least {samples} samples" if samples is not None else "")
+        + (f" in {float(window):g} s" if window is not None else "")
+    )
+
+
+def _plain(value: Any) -> str:
+    """A compact text form of a nested value (audit fields, guard details)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _empty(ident: str, text: str) -> str:
+    return f'<p class="empty" id="{ident}">{e(text)}</p>'
+
+
+def _table(ident: str, head: Iterable[str], rows: list[str]) -> str:
+    cells = "".join(f"<th>{e(h)}</th>" for h in head)
+    return (
+        f'<table id="{ident}"><thead><tr>{cells}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def _summary(s: StatusSnapshot) -> str:
+    state = "draining" if s.draining else "serving"
+    open_total = sum(sum(modes.values()) for modes in s.connections.values())
+    error = (
+        f'<dd id="flags-error" class="bad">{e(s.last_error)}</dd>'
+        if s.last_error
+        else '<dd id="flags-error" class="ok">none</dd>'
+    )
+    shadow = "on" if s.shadow_enabled else "off"
+    return (
+        '<section id="summary"><h2>Active flags</h2><dl>'
+        f'<dt>State</dt><dd id="state">{state}</dd>'
+        f'<dt>Flags hash</dt><dd id="flags-hash"><code>{e(s.flags_hash)}</code></dd>'
+        f'<dt>Flag file</dt><dd id="flags-source"><code>{e(s.flags_source)}</code></dd>'
+        f'<dt>Loaded at</dt><dd id="flags-loaded-at">{e(_when(s.loaded_at, s.generated_at))}</dd>'
+        f"<dt>Last reload error</dt>{error}"
+        f'<dt>Open connections</dt><dd id="open-total">{open_total}</dd>'
+        f'<dt>Shadow switch</dt><dd id="shadow-switch">{shadow}, '
+        f"{s.secondary_connections} secondary connections</dd>"
+        "</dl></section>"
+    )
+
+
+def _flag_row(f: FlagView) -> str:
+    shares = ", ".join(
+        f'<span class="share" data-mode="{e(m)}">{e(m)} {e(_share(v))}</span>'
+        for m, v in sorted(f.shares.items(), key=lambda kv: _mode_order(kv[0]))
+    )
+    targets = ", ".join(f"{e(m)}: {n}" for m, n in sorted(f.targets.items())) or "none"
+    kill = '<td class="kill on">ON</td>' if f.kill_switch else '<td class="kill">off</td>'
+    drain = (
+        f"close moved connections at {e(f.drain_rate)}/s"
+        if f.drain_rate
+        else "keep open connections in their mode"
+    )
+    guard = e(guard_text(f.guard)) if f.guard else "none"
+    effective = (
+        f'<br><span class="effective">effective from {e(_stamp(f.effective_at))}</span>'
+        if f.effective_at is not None
+        else ""
+    )
+    return (
+        f'<tr data-flag="{e(f.key)}"><td class="key"><code>{e(f.key)}</code>{effective}</td>'
+        f'<td class="routes">{", ".join(e(r) for r in f.routes)}</td>'
+        f'<td class="shares">{shares}</td>'
+        f'<td class="default">{e(f.default)} (anonymous: {e(f.anonymous)})</td>'
+        f'<td class="targets">{targets}</td>'
+        f'<td class="rules">{", ".join(e(r) for r in f.rules) or "none"}</td>'
+        f'{kill}<td class="drain">{drain}</td><td class="guard">{guard}</td></tr>'
+    )
+
+
+def _mode_order(mode: str) -> int:
+    return MODES.index(mode) if mode in MODES else len(MODES)
+
+
+def _flags(s: StatusSnapshot) -> str:
+    head = (
+        "Flag",
+        "Routes",
+        "Rollout shares",
+        "Default",
+        "Targets",
+        "Rules",
+        "Kill switch",
+        "Drain policy",
+        "Guard",
+    )
+    body = (
+        _table("flags", head, [_flag_row(f) for f in s.flags])
+        if s.flags
+        else _empty("no-flags", "no flags: every route is served by legacy")
+    )
+    return f'<section id="section-flags"><h2>Flags</h2>{body}</section>'
+
+
+def _connections(s: StatusSnapshot) -> str:
+    routes = list(s.routes) + sorted(set(s.connections) - set(s.routes))
+    rows = []
+    for route in routes:
+        modes = s.connections.get(route, {})
+        cells = "".join(f'<td class="n" data-mode="{m}">{int(modes.get(m, 0))}</td>' for m in MODES)
+        total = sum(modes.values())
+        drift = int(s.drift.get(route, 0))
+        drift_class = "n drift bad" if drift else "n drift"
+        rows.append(
+            f'<tr data-route="{e(route)}"><th scope="row">{e(route)}</th>{cells}'
+            f'<td class="n total">{total}</td>'
+            f'<td class="{drift_class}" data-drift="{drift}">{drift}</td></tr>'
+        )
+    body = (
+        _table("connections", ("Route", *MODES, "Total", "Drifted"), rows)
+        if rows
+        else _empty("no-connections", "no routes configured")
+    )
+    return (
+        '<section id="section-connections"><h2>Open connections by route and mode</h2>'
+        "<p>Drifted: open connections whose mode the flags in force no longer give them "
+        "(they keep it until they reconnect or are drained).</p>"
+        f"{body}</section>"
+    )
+
+
+def _change(change: Mapping[str, Any]) -> str:
+    text = f"{change.get('flag', '?')}: {change.get('change', '?')}"
+    fields = change.get("fields")
+    if fields:
+        text += " " + _plain(fields)
+    return f"<li>{e(text)}</li>"
+
+
+def _audit(s: StatusSnapshot) -> str:
+    rows = []
+    for record in s.audit:
+        outcome = str(record.get("outcome", "?"))
+        changes = record.get("changes") or []
+        listed = "".join(_change(c) for c in changes if isinstance(c, Mapping))
+        at = record.get("at")
+        when = _when(at if isinstance(at, int | float) else None, s.generated_at)
+        rows.append(
+            f'<tr class="reload {e(outcome)}">'
+            f'<td class="at">{e(when)}</td>'
+            f'<td class="outcome">{e(outcome)}</td>'
+            f'<td class="hashes"><code>{e(record.get("old_hash") or "")}</code> → '
+            f"<code>{e(record.get('new_hash') or 'unchanged')}</code></td>"
+            f'<td class="changes">{f"<ul>{listed}</ul>" if listed else "no change"}</td>'
+            f'<td class="error">{e(record.get("error") or "")}</td></tr>'
+        )
+    body = (
+        _table("audit", ("At", "Outcome", "Hash", "Changes", "Error"), rows)
+        if rows
+        else _empty("no-audit", "no reloads recorded")
+    )
+    return f'<section id="section-audit"><h2>Recent reloads</h2>{body}</section>'
+
+
+def _mismatches(s: StatusSnapshot) -> str:
+    rows = [
+        f'<tr data-route="{e(m.route)}" data-outcome="{e(m.outcome)}">'
+        f'<td class="at">{e(_when(m.at, s.generated_at))}</td>'
+        f'<td class="route">{e(m.route)}</td><td class="mode">{e(m.mode)}</td>'
+        f'<td class="turn">{int(m.turn)}</td><td class="request">{e(m.request_type)}</td>'
+        f'<td class="outcome">{e(m.outcome)}</td>'
+        f'<td class="categories">{e(", ".join(m.categories) or "-")}</td></tr>'
+        for m in s.mismatches
+    ]
+    body = (
+        _table(
+            "mismatches",
+            ("At", "Route", "Mode", "Turn", "Request", "Outcome", "Categories"),
+            rows,
+        )
+        if rows
+        else _empty("no-mismatches", "no shadow mismatches recorded")
+    )
+    return (
+        '<section id="section-mismatches"><h2>Recent shadow mismatches</h2>'
+        "<p>Transcripts (redacted) are on <code>/shadow</code>.</p>"
+        f"{body}</section>"
+    )
+
+
+def _guard_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        items = "".join(
+            f'<dt>{e(k)}</dt><dd data-key="{e(k)}">{e(_plain(v))}</dd>' for k, v in value.items()
+        )
+        return f"<dl>{items}</dl>"
+    return e(_plain(value))
+
+
+def _guards(s: StatusSnapshot) -> str:
+    rows = [
+        f'<tr data-flag="{e(key)}"><th scope="row">{e(key)}</th>'
+        f'<td class="state">{_guard_value(value)}</td></tr>'
+        for key, value in sorted(s.guards.items(), key=lambda kv: str(kv[0]))
+    ]
+    body = (
+        _table("guards", ("Flag", "State"), rows)
+        if rows
+        else _empty("no-guards", "no guards configured")
+    )
+    return f'<section id="section-guards"><h2>Guards</h2>{body}</section>'
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1b1f24;background:#fafbfc}
+h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
+table{border-collapse:collapse;background:#fff;margin:.3em 0}
+th,td{border:1px solid #d0d7de;padding:.25em .6em;text-align:left;vertical-align:top}
+thead th{background:#eef1f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;margin:0}
+dt{font-weight:600}dd{margin:0}ul{margin:0;padding-left:1.2em}
+.bad{color:#b42318;font-weight:600}.ok{color:#137333}.kill.on{background:#fde2e1}
+.empty{color:#57606a;font-style:italic}.share{white-space:nowrap}
+footer{margin-top:2em;color:#57606a;font-size:.9em}
+"""
+
+
+def render(s: StatusSnapshot) -> str:
+    """The whole page for one snapshot."""
+    refresh = (
+        f'<meta http-equiv="refresh" content="{int(s.refresh_seconds)}">'
+        if s.refresh_seconds > 0
+        else ""
+    )
+    generated = _stamp(s.generated_at)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f"{refresh}<title>strangler status</title><style>{_CSS}</style></head>"
+        "<body><header><h1>strangler status</h1>"
+        f'<p id="generated">generated {e(generated)}</p></header><main>'
+        f"{_summary(s)}{_flags(s)}{_connections(s)}{_audit(s)}{_mismatches(s)}{_guards(s)}"
+        "</main><footer>Machine-readable: <code>/flags/status</code>, "
+        "<code>/flags/audit</code>, <code>/shadow</code>, <code>/metrics</code>.</footer>"
+        "</body></html>\n"
+    )

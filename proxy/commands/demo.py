@@ -1,0 +1,194 @@
+"""`strangler demo`: the proxy and both reference backends in one process, plus a tour.
+
+The tour connects two demo users to the same `/ws` path: the example flags send
+alice to the unified router and bob to legacy, and the metrics show both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from strangler.proxy.commands.client import run_client
+from strangler.proxy.config import Address, Config, load_config
+from strangler.proxy.runtime.server import start
+from strangler.reference.legacy_backend import build_legacy_app
+from strangler.reference.settings import BackendSettings
+from strangler.reference.unified_backend import build_unified_app
+
+DEMO_SECRET = "demo-secret-change-me-before-production-use"
+CONFIG_DIR = Path(__file__).with_name("demo_config")
+DEFAULT_BASE_PORT = 8080  # proxy; admin +10, legacy backend +11, unified router +12
+
+# Fields that differ on every run, and the instance name each backend signs with.
+VOLATILE = frozenset(
+    {
+        "timestamp",
+        "connection_id",
+        "run_id",
+        "thread_id",
+        "request_id",
+        "message_id",
+        "user_id",
+        "execution_time_ms",
+        "duration",
+        "stats",
+        "attempt",
+        "server_time",
+        "server_id",
+    }
+)
+
+# The metric families the tour prints, to show both backends at work.
+TOUR_METRICS = (
+    "strangler_connections_total",
+    "strangler_comparisons_total",
+    "strangler_mismatches_total",
+    "strangler_messages_total",
+    "strangler_flag_evaluations_total",
+)
+
+
+def prepare_workdir(workdir: Path) -> Path:
+    """Copy the demo configuration into `workdir`; an edited flags file is kept."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CONFIG_DIR / "strangler.yaml", workdir / "strangler.yaml")
+    flags = workdir / "flags.yaml"
+    if not flags.exists():
+        shutil.copyfile(CONFIG_DIR / "flags.yaml", flags)
+    return workdir / "strangler.yaml"
+
+
+async def _start_backend(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def _print_metrics(admin_port: int) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{admin_port}/metrics") as response,
+    ):
+        text = await response.text()
+    print(f"\n== metrics at http://127.0.0.1:{admin_port}/metrics (excerpt)")
+    for line in text.splitlines():
+        if line.startswith(TOUR_METRICS):
+            print("  " + line)
+
+
+def with_ports(config: Config, base: int) -> Config:
+    """The demo configuration moved to another block of loopback ports."""
+    return replace(
+        config,
+        listen=Address("127.0.0.1", base),
+        admin_listen=Address("127.0.0.1", base + 10),
+        legacy=replace(config.legacy, url=f"ws://127.0.0.1:{base + 11}"),
+        unified=replace(config.unified, url=f"ws://127.0.0.1:{base + 12}/v1/ws"),
+    )
+
+
+async def _tour(url: str, admin_port: int, secret: str) -> None:
+    for user in ("alice", "bob"):
+        print(f"\n== {user} connects to /ws")
+        await run_client(url=url, user=user, text="Optimize my costs", secret=secret, timeout=10.0)
+
+    factory = url.replace("/ws", "/ws/factory")
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for user, backend in (("dana", "unified"), ("erin", "legacy")):
+        print(f"\n== {user} connects to /ws/factory (flags say: {backend})")
+        seen[user] = []
+        await run_client(
+            url=factory,
+            user=user,
+            text="Optimize my costs",
+            secret=secret,
+            timeout=10.0,
+            seen=seen[user],
+        )
+    same = strip_volatile(seen["dana"]) == strip_volatile(seen["erin"])
+    print(f"factory frames from unified and legacy identical apart from volatile fields: {same}")
+
+    print("\n== carol is in shadow: legacy answers, the unified router is compared")
+    for question in ("Optimize my costs", "Why did my GPU costs grow?"):
+        await run_client(url=url, user="carol", text=question, secret=secret, timeout=10.0)
+    await asyncio.sleep(1.0)  # the comparison runs beside the client, on its own time
+    await _print_metrics(admin_port)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{admin_port}/shadow") as response,
+    ):
+        state = await response.json()
+    for sample in state["recent_mismatches"][:3]:
+        found = ", ".join(f"{c} {d}" for c, d in sample["differences"])
+        print(f"  mismatch on route {sample['route']} turn {sample['turn']}: {found}")
+
+
+def strip_volatile(frames: list[dict[str, Any]]) -> list[Any]:
+    """The frames without the fields that differ on every run (LEGACY_SURFACE.md)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in VOLATILE}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return [strip(f) for f in frames]
+
+
+async def run_demo(
+    *, workdir: str, tour: bool, exit_after_tour: bool, base_port: int = DEFAULT_BASE_PORT
+) -> None:
+    """Start everything, run the tour, then serve until interrupted."""
+    os.environ.setdefault("STRANGLER_JWT_SECRET", DEMO_SECRET)
+    secret = os.environ["STRANGLER_JWT_SECRET"]
+    config = with_ports(load_config(prepare_workdir(Path(workdir))), base_port)
+    settings = BackendSettings(jwt_secret=secret, event_delay=0.05)
+    # The demo's unified router has one deliberate regression: asked about GPUs it calls
+    # another tool, so the shadow comparison has something to find.
+    unified = replace(settings, divergence="other_tool", divergence_keyword="GPU")
+    backends = [
+        await _start_backend(build_legacy_app(settings), base_port + 11),
+        await _start_backend(build_unified_app(unified), base_port + 12),
+    ]
+    running = await start(config)
+    url = f"ws://{config.listen.host}:{running.port}/ws"
+    print(
+        f"strangler demo: proxy on {url}, admin on :{running.admin_port}, "
+        f"legacy backend :{base_port + 11}, unified router :{base_port + 12}"
+    )
+    try:
+        if tour:
+            await _tour(url, running.admin_port, secret)
+        print(
+            "\nNext:\n"
+            f"  strangler client --url {url} --user carol 'Optimize my costs'\n"
+            f"  edit {config.flags.file} (e.g. add bob under targets.unified); "
+            "the next connection follows it\n"
+            f"  curl -s http://127.0.0.1:{running.admin_port}/metrics | grep ^strangler_\n"
+            "  Ctrl-C stops the demo."
+        )
+        sys.stdout.flush()
+        if not exit_after_tour:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        await running.stop()
+        for runner in backends:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()

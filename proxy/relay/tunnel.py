@@ -1,0 +1,602 @@
+"""The byte tunnel: after the handshake, bytes move between client and backend unframed.
+
+For a connection whose frames the proxy never changes (identity dialect, no shadow
+copy), the per-frame relay's work is waste: nginx, after an upgrade, just moves bytes.
+Here each chunk read from one socket is written to the other as it came, batched as it
+arrived; close frames, pings and permessage-deflate pass end to end. A frame-header
+scanner per direction (`proxy.wsframes`, pure) walks the headers only, to
+
+- count messages and payload bytes for the metrics, as the relay does;
+- end a message over `relay.max_message_bytes` with 1009 on both sides;
+- see each side's close frame, to know when the close handshake is complete;
+- know where frames end, so a close frame of the proxy's own (1001 on shutdown, 1012
+  on drain, 1001/1011 for a vanished peer) is only ever put between two frames.
+
+Frames the proxy sends toward the backend are masked: to the backend it is a client.
+Backpressure: when one side's socket cannot take more, the other socket stops being
+read (pause_reading), so TCP pushes back on the sender; the stall watchdog in
+proxy/app.py still sees the client's transport paused.
+
+The ending mirrors proxy/relay/frame_relay.py: a close frame travels on and its answer travels
+back; a side that vanishes makes the other get 1001 (client gone) or the route's
+backend-lost code; a peer that breaks the protocol gets 1002 and the other side the
+gone code. A close the proxy could only put mid-frame waits for the frame to end, at
+most `relay.close_timeout`; after that, or when the sender of an unfinished frame is
+gone, the socket is cut without a close frame (the one case where a peer sees 1006).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+
+from strangler.proxy.relay.frame_relay import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TOO_BIG,
+    End,
+    EndKind,
+    Meters,
+    Outcome,
+    Side,
+    clip_reason,
+)
+from strangler.proxy.relay.handshake import RawUpstream, accept_key, check_client
+from strangler.proxy.relay.wsframes import CLOSE_PROTOCOL_ERROR, FrameScanner, close_frame
+
+# A backend's close code that judges what the client sent (bad input, by reason).
+_BACKEND_VERDICTS = {1007: "invalid_utf8", 1002: "protocol_error"}
+
+
+def _other(side: Side) -> Side:
+    return Side.BACKEND if side is Side.CLIENT else Side.CLIENT
+
+
+@dataclass(slots=True)
+class _Hop:
+    """One peer: its socket, and its part in the close handshake as the proxy sees it."""
+
+    transport: asyncio.Transport
+    closing: bool = False  # a close frame toward this peer is decided
+    close_written: bool = False  # ... and on the wire
+    sent_code: int | None = None  # its code
+    ours: bool = False  # the proxy's own close, not one passed on from the other peer
+    got_close: bool = False  # this peer sent a close frame (or can no longer be read)
+    lost: bool = False  # its socket is gone
+    shut_down: bool = False  # the proxy closed its socket
+
+
+class _Direction:
+    """One direction: what `source` sends, scanned and written to the other peer."""
+
+    # Slots on every per-connection object: an idle connection should cost little.
+    __slots__ = (
+        "_count",
+        "_size",
+        "_written",
+        "destination",
+        "failed",
+        "held",
+        "out",
+        "pending_close",
+        "scanner",
+        "shut",
+        "source",
+        "tunnel",
+    )
+
+    def __init__(
+        self,
+        tunnel: Tunnel,
+        source: Side,
+        scanner: FrameScanner,
+        meters: Meters,
+        destination: _Hop,
+    ) -> None:
+        self.tunnel = tunnel
+        self.source = source
+        self.scanner = scanner
+        self.destination = destination
+        self.out = destination.transport
+        self._count = meters.messages.add
+        self._size = meters.bytes.add
+        # Only bytes toward the client can fill a socket the proxy must watch.
+        self._written = tunnel.client_backpressure if source is Side.BACKEND else None
+        self.held = b""  # the start of a frame header, sent once the header is whole
+        self.pending_close: bytes | None = None  # a close for the next frame boundary
+        self.shut = False  # a close went out this way: nothing more may follow
+        self.failed = False
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the source: forward what may go, act on what the scan saw."""
+        if self.pending_close is not None:
+            data = self._finish_frame(data)
+        scanner = self.scanner
+        if self.shut or self.destination.lost:
+            # Only the source's close matters now (its answer to the proxy's close).
+            scan = scanner.feed(data)
+            if scan.close_seen:
+                self.tunnel.close_from(self.source, scan.close_code, forwarded=False)
+            return
+        held = self.held
+        buf = held + data if held else data
+        scan = scanner.feed(data)
+        if scan.error:
+            cut = len(held) + scan.error_offset  # the offending frame starts here
+            if cut > 0:
+                self._write(buf[:cut])
+            self.held = b""
+            self._counted(scan.messages, scan.payload_bytes)
+            if not self.failed:
+                self.failed = True
+                self.tunnel.failed(self.source, scan.error)
+            if scan.close_seen:
+                self.tunnel.close_from(self.source, scan.close_code, forwarded=False)
+            return
+        pending = scan.pending
+        if pending:
+            cut = len(buf) - pending
+            if cut:
+                self._write(buf[:cut])
+            self.held = buf[cut:]
+        else:
+            self._write(buf)
+            self.held = b""
+        # _counted, inline: this is the path every chunk takes.
+        if scan.messages:
+            self._count(scan.messages)
+        if scan.payload_bytes:
+            self._size(scan.payload_bytes)
+        if scan.close_seen:
+            self.tunnel.close_from(self.source, scan.close_code, forwarded=True)
+
+    def inject(self, frame: bytes) -> bool:
+        """Put a close frame toward the destination now if between frames, else next."""
+        # After an error, what went out ends where the offending frame began: a boundary,
+        # whatever the scanner, which walks on past it, says.
+        if self.scanner.remaining and not self.failed:
+            self.pending_close = frame
+            # The rest of that one frame (at most max_message_bytes) goes even to a
+            # peer that does not read; its sender must not stay paused behind it.
+            self.tunnel.read_freely(self.source)
+            return False
+        self.held = b""  # a header that never completed: its frame never goes
+        self._write(frame)
+        self.shut = True
+        self.tunnel.read_freely(self.source)
+        return True
+
+    def _finish_frame(self, data: bytes) -> bytes:
+        """Forward the rest of the frame in flight, then the waiting close; the remainder."""
+        need = self.scanner.remaining
+        head, rest = data[:need], data[need:]
+        scan = self.scanner.feed(head)
+        self._write(head)
+        self._counted(scan.messages, scan.payload_bytes)
+        if self.scanner.remaining:
+            return b""
+        frame, self.pending_close = self.pending_close, None
+        assert frame is not None
+        self.shut = True
+        self.tunnel.read_freely(self.source)
+        if scan.close_seen:
+            # The frame in flight was the source's own close: it went, and stands for ours.
+            self.tunnel.close_from(self.source, scan.close_code, forwarded=True)
+            return rest
+        self._write(frame)
+        self.tunnel.written(_other(self.source))
+        return rest
+
+    def _write(self, data: bytes) -> None:
+        out = self.out
+        if out.is_closing():
+            return  # uvloop raises on writes to a closed socket; asyncio drops them
+        out.write(data)
+        written = self._written
+        if written is not None:
+            written()
+
+    def _counted(self, messages: int, nbytes: int) -> None:
+        if messages:
+            self._count(messages)
+        if nbytes:
+            self._size(nbytes)
+
+
+class _ClientSink:
+    """Stands where aiohttp's WebSocketReader would: receives the client's raw bytes."""
+
+    __slots__ = ("_feed", "_tunnel")
+
+    def __init__(self, tunnel: Tunnel, feed: Callable[[bytes], None]) -> None:
+        self._tunnel = tunnel
+        self._feed = feed  # the client's direction, called straight: once per chunk
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self._feed(data)
+        return False, b""  # never "end of message": the request handler keeps feeding
+
+    def feed_eof(self) -> None:
+        self._tunnel.lost(Side.CLIENT)
+
+
+class Tunnel:
+    """One tunnelled connection, from the client's 101 to both sockets' end."""
+
+    __slots__ = (
+        "_backend_hop",
+        "_backend_lost_code",
+        "_client_hop",
+        "_close_timeout",
+        "_deadline",
+        "_draining",
+        "_end",
+        "_finished",
+        "_from_backend",
+        "_from_client",
+        "_loop",
+        "_request_protocol",
+        "_upstream",
+        "_writer",
+    )
+
+    def __init__(
+        self,
+        request: web.Request,
+        writer: AbstractStreamWriter,
+        upstream: RawUpstream,
+        *,
+        max_message_bytes: int,
+        close_timeout: float,
+        inbound: Meters,
+        outbound: Meters,
+        backend_lost_code: int,
+    ) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        client = cast(asyncio.Transport, request.transport)
+        self._request_protocol = request.protocol
+        self._writer = writer
+        self._upstream = upstream
+        self._close_timeout = close_timeout
+        self._backend_lost_code = backend_lost_code
+        # Per side as attributes, not dicts keyed by side: two dicts were a tenth of what
+        # an idle connection costs beyond nginx.
+        self._client_hop = _Hop(client)
+        self._backend_hop = _Hop(upstream.transport)
+        self._from_client = _Direction(
+            self,
+            Side.CLIENT,
+            FrameScanner(max_message_bytes, masked=True),
+            inbound,
+            self._backend_hop,
+        )
+        self._from_backend = _Direction(
+            self,
+            Side.BACKEND,
+            FrameScanner(max_message_bytes, masked=False),
+            outbound,
+            self._client_hop,
+        )
+        self._end: End | None = None
+        self._loop = asyncio.get_running_loop()
+        self._finished: asyncio.Future[None] = self._loop.create_future()
+        self._deadline: asyncio.TimerHandle | None = None
+        self._draining: asyncio.Task[None] | None = None
+
+    def hop(self, side: Side) -> _Hop:
+        return self._client_hop if side is Side.CLIENT else self._backend_hop
+
+    def _dir(self, source: Side) -> _Direction:
+        """The direction whose bytes come from ``source``."""
+        return self._from_client if source is Side.CLIENT else self._from_backend
+
+    def _sides(self) -> tuple[tuple[Side, _Hop], tuple[Side, _Hop]]:
+        return (Side.CLIENT, self._client_hop), (Side.BACKEND, self._backend_hop)
+
+    # -- starting ---------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Take both sockets over; bytes that came early are delivered first."""
+        up = self._upstream.protocol
+        up.on_data = self._from_backend.feed
+        up.on_lost = lambda: self.lost(Side.BACKEND)
+        up.on_pause = self._pause_client
+        up.on_resume = self._resume_client
+        early, up.buffer = bytes(up.buffer), bytearray()
+        if early:
+            self._from_backend.feed(early)
+        # aiohttp's request handler feeds its parser what the client sent after the
+        # upgrade request; it takes whatever has `feed_data`/`feed_eof`.
+        sink = _ClientSink(self, self._from_client.feed)
+        self._request_protocol.set_parser(sink)  # type: ignore[arg-type]
+        if up.lost:
+            self.lost(Side.BACKEND)
+        elif not self._upstream.transport.is_closing():
+            self._upstream.transport.resume_reading()
+
+    async def run(self) -> Outcome:
+        """Wait until both sockets are gone; how the connection ended."""
+        try:
+            await asyncio.shield(self._finished)
+        finally:
+            self._stop()
+        return self.outcome()
+
+    def outcome(self) -> Outcome:
+        end = self._end or End(Side.CLIENT, EndKind.GONE)
+        if end.kind is EndKind.CLOSED:
+            label = f"{end.side.value}_closed"
+        elif end.kind is EndKind.TOO_BIG:
+            label = "too_big"
+        elif end.kind is EndKind.PROTOCOL_ERROR:
+            label = "protocol_error"
+        elif end.kind is EndKind.STOPPED:
+            label = "shutdown"
+        else:
+            label = f"{end.side.value}_gone"
+        # A client that broke the rules is bad input. UTF-8 and reserved bits are the
+        # backend's to judge here (the tunnel never reads payloads); its close code is
+        # that verdict, so 1007 and 1002 from the backend are counted as the client's.
+        bad_input = None
+        if end.side is Side.CLIENT and label in ("too_big", "protocol_error"):
+            bad_input = label
+        elif end.side is Side.BACKEND and end.kind is EndKind.CLOSED:
+            bad_input = _BACKEND_VERDICTS.get(end.code or 0)
+        return Outcome(
+            label,
+            self._client_hop.sent_code,
+            self._backend_hop.sent_code,
+            bad_input,
+        )
+
+    @property
+    def client_close_code(self) -> int | None:
+        """What the client was sent, or else sent itself (None: it vanished first)."""
+        sent = self._client_hop.sent_code
+        return sent if sent is not None else self._from_client.scanner.close_code
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close both sides with one code (shutdown, drain, stall), between frames."""
+        self._begin(End(Side.BACKEND, EndKind.STOPPED))
+        data = clip_reason(reason)
+        self._close_both({Side.CLIENT: (code, data), Side.BACKEND: (code, data)})
+        await asyncio.shield(self._finished)
+
+    # -- events -----------------------------------------------------------------------
+
+    def close_from(self, side: Side, code: int | None, *, forwarded: bool) -> None:
+        """`side` sent a close frame; `forwarded`: it went on to the other side."""
+        hop = self.hop(side)
+        if hop.got_close:
+            return
+        hop.got_close = True
+        other = _other(side)
+        if forwarded:
+            peer = self.hop(other)
+            peer.closing = peer.close_written = True
+            peer.sent_code = code
+            peer.ours = False
+            self._dir(side).shut = True
+            self._begin(End(side, EndKind.CLOSED, code))
+        self._check(side)
+        self._check(other)
+
+    def lost(self, side: Side) -> None:
+        """`side`'s socket is gone; the other side learns how, with a close frame."""
+        hop = self.hop(side)
+        if hop.lost:
+            return
+        hop.lost = True
+        other = _other(side)
+        if not hop.shut_down and not hop.got_close:
+            self._begin(End(side, EndKind.GONE))
+        if not self.hop(other).closing:
+            if hop.closing and hop.sent_code is not None:
+                # It was asked to close and vanished instead: echo the request.
+                self._inject(other, hop.sent_code, b"")
+            elif side is Side.CLIENT:
+                self._inject(other, CLOSE_GOING_AWAY, b"client went away")
+            else:
+                self._inject(other, self._backend_lost_code, b"backend went away")
+        if self._dir(side).pending_close is not None:
+            # The frame the close waits behind will never end: cut the socket instead.
+            self._shut(other)
+        self.read_freely(other)  # what it sends can go nowhere now
+        self._check(other)
+        if all(h.lost for h in (self._client_hop, self._backend_hop)) and not self._finished.done():
+            self._finished.set_result(None)
+
+    def failed(self, side: Side, error: int) -> None:
+        """`side` broke the protocol (1002) or sent a message over the limit (1009)."""
+        other = _other(side)
+        if error == CLOSE_TOO_BIG:
+            self._begin(End(side, EndKind.TOO_BIG, CLOSE_TOO_BIG))
+            self._close_both(
+                {
+                    side: (CLOSE_TOO_BIG, b"message too big"),
+                    other: (CLOSE_TOO_BIG, b"peer sent a message too big"),
+                }
+            )
+        else:
+            self._begin(End(side, EndKind.PROTOCOL_ERROR, CLOSE_PROTOCOL_ERROR))
+            # Its framing is lost, so its answer could never be read: do not wait for it.
+            self.hop(side).got_close = True
+            gone = (
+                (CLOSE_GOING_AWAY, b"client went away")
+                if side is Side.CLIENT
+                else (self._backend_lost_code, b"backend went away")
+            )
+            self._close_both({side: (CLOSE_PROTOCOL_ERROR, b""), other: gone})
+        self._check(side)
+        self._check(other)
+
+    def _close_both(self, closes: dict[Side, tuple[int, bytes]]) -> None:
+        # The backend's first: a client frame it waits behind keeps the client open.
+        for side in (Side.BACKEND, Side.CLIENT):
+            self._inject(side, *closes[side])
+
+    def read_freely(self, source: Side) -> None:
+        """Read `source` despite backpressure: the proxy is closing that direction.
+
+        What it sends from now on is the end of one frame or is discarded, so memory
+        stays bounded, and its answer to the proxy's close must get through even when
+        the peer it was sending to does not read.
+        """
+        transport = self.hop(source).transport
+        if not transport.is_closing():
+            transport.resume_reading()
+
+    def written(self, side: Side) -> None:
+        """A close that waited for a frame boundary is now on its way to `side`."""
+        self.hop(side).close_written = True
+        self._check(side)
+        self._check(_other(side))
+
+    # -- flow control -----------------------------------------------------------------
+
+    def client_backpressure(self) -> None:
+        """The client's socket is full: stop reading the backend until it drains."""
+        if self._draining is not None or not self._request_protocol.writing_paused:
+            return
+        if self._from_backend.pending_close is not None:
+            return  # finishing the last frame before the proxy's close
+        if not self._upstream.transport.is_closing():
+            self._upstream.transport.pause_reading()
+        self._draining = self._loop.create_task(self._client_drained())
+
+    async def _client_drained(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._writer.drain()
+        self._draining = None
+        if not self._upstream.transport.is_closing():
+            self._upstream.transport.resume_reading()
+
+    def _pause_client(self) -> None:
+        client = self._client_hop.transport
+        if not client.is_closing():
+            client.pause_reading()
+
+    def _resume_client(self) -> None:
+        client = self._client_hop.transport
+        if not client.is_closing():
+            client.resume_reading()
+
+    # -- ending -----------------------------------------------------------------------
+
+    def _begin(self, end: End) -> None:
+        if self._end is None:
+            self._end = end
+        if self._deadline is None:
+            # However the ending goes, it is over within the close timeout.
+            self._deadline = self._loop.call_later(self._close_timeout, self._abort)
+
+    def _inject(self, toward: Side, code: int, reason: bytes) -> None:
+        hop = self.hop(toward)
+        if hop.closing or hop.lost:
+            return
+        hop.closing = hop.ours = True
+        hop.sent_code = code
+        self._begin(End(toward, EndKind.STOPPED))
+        mask = os.urandom(4) if toward is Side.BACKEND else None
+        if self._dir(_other(toward)).inject(close_frame(code, reason, mask=mask)):
+            hop.close_written = True
+        elif self.hop(_other(toward)).lost:
+            self._shut(toward)  # the unfinished frame's sender is gone: it never ends
+        self._check(toward)
+
+    def _check(self, side: Side) -> None:
+        """Close `side`'s socket once its close handshake is complete.
+
+        A client is not waited for after a close of the proxy's own (shutdown, stall,
+        a vanished backend), as aiohttp's server side does not wait either: the close
+        frame is the last thing it gets, then the socket ends once the frame is out.
+        """
+        hop = self.hop(side)
+        if hop.close_written and (
+            hop.got_close
+            or hop.lost
+            # ... unless a frame of its is still on its way to the backend.
+            or (hop.ours and side is Side.CLIENT and not self._dir(side).pending_close)
+        ):
+            self._shut(side)
+
+    def _shut(self, side: Side) -> None:
+        hop = self.hop(side)
+        if hop.shut_down or hop.lost:
+            return
+        hop.shut_down = True
+        self.hop(side).transport.close()  # after what is buffered has gone out
+
+    def _abort(self) -> None:
+        for side, hop in self._sides():
+            if not hop.lost:
+                hop.shut_down = True
+                self.hop(side).transport.abort()
+
+    def _stop(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._draining is not None:
+            self._draining.cancel()
+        for side, hop in self._sides():
+            if not hop.lost:
+                self.hop(side).transport.abort()
+
+
+async def accept(
+    request: web.Request,
+    upstream: RawUpstream,
+    *,
+    max_message_bytes: int,
+    close_timeout: float,
+    inbound: Meters,
+    outbound: Meters,
+    backend_lost_code: int,
+) -> tuple[web.StreamResponse, Tunnel | None]:
+    """Answer the client's upgrade with what the backend agreed; the tunnel, or None if
+    the client left during the handshake. A malformed client handshake raises the 400
+    aiohttp would have sent (the backend socket is closed first)."""
+    try:
+        key = check_client(request)
+    except web.HTTPException:
+        upstream.transport.write(close_frame(CLOSE_GOING_AWAY, b"", mask=os.urandom(4)))
+        upstream.transport.close()
+        raise
+    response = web.StreamResponse(status=101)
+    response.headers[hdrs.UPGRADE] = "websocket"
+    response.headers[hdrs.CONNECTION] = "upgrade"
+    response.headers[hdrs.SEC_WEBSOCKET_ACCEPT] = accept_key(key)
+    if upstream.subprotocol:
+        response.headers[hdrs.SEC_WEBSOCKET_PROTOCOL] = upstream.subprotocol
+    if upstream.extensions:
+        response.headers[hdrs.SEC_WEBSOCKET_EXTENSIONS] = upstream.extensions
+    response.force_close()
+    try:
+        writer = await response.prepare(request)
+    except ConnectionError:
+        writer = None
+    if writer is None or request.transport is None or request.transport.is_closing():
+        upstream.transport.write(
+            close_frame(CLOSE_GOING_AWAY, b"client went away", mask=os.urandom(4))
+        )
+        upstream.transport.close()
+        return response, None
+    request.protocol.keep_alive(False)
+    tunnel = Tunnel(
+        request,
+        writer,
+        upstream,
+        max_message_bytes=max_message_bytes,
+        close_timeout=close_timeout,
+        inbound=inbound,
+        outbound=outbound,
+        backend_lost_code=backend_lost_code,
+    )
+    tunnel.attach()
+    return response, tunnel

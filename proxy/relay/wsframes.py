@@ -1,0 +1,328 @@
+"""An incremental RFC 6455 frame-header scanner for the byte tunnel (pure: no I/O, no asyncio).
+
+The tunnel (proxy/relay/tunnel.py) forwards WebSocket bytes without framing them. To count
+messages, enforce the message size limit, notice close frames and know where it may
+inject a close frame of its own, it only needs the frame *headers*: this scanner walks
+them across arbitrary chunk boundaries and skips every payload by arithmetic. Payloads
+are never copied or unmasked (except the two code bytes of a close frame).
+
+One scanner reads one direction of one connection. `masked=True` for what a client
+sends (every frame must be masked), `masked=False` for what a server sends (none may be).
+
+`feed(chunk)` returns a `Scan`:
+
+- `messages`, `payload_bytes`: data messages completed and data-frame payload bytes
+  (text, binary, continuation; wire bytes, so compressed size under permessage-deflate)
+  carried by this chunk;
+- `pending`: the last `pending` bytes fed (possibly reaching back into earlier chunks)
+  are the start of a frame header that is not complete yet. A forwarder holds them back
+  and sends them with the next chunk, so what it has forwarded always ends on a frame
+  boundary when `at_boundary` is true, and a frame of its own (a close) may follow;
+- `at_boundary`: no frame is cut in the middle of its payload, i.e. everything fed so
+  far but the `pending` bytes is whole frames;
+- `close_seen` / `close_code`: a complete close frame was in this chunk (the first one
+  counts); the code is None for a close frame without one (1005) or with a 1-byte body;
+- `error` / `error_offset`: 1002 for a protocol violation (reserved opcode, a control
+  frame over 125 bytes or fragmented, a mask bit that contradicts `masked`, a
+  continuation without a start, a new data message inside a fragmented one, a 64-bit
+  length with its top bit set), 1009 for a message whose fragments add up to more than
+  `max_message_bytes` (0: no limit). `error_offset` is where in this chunk the offending
+  frame starts: the bytes before it may still be forwarded, and they end on a frame
+  boundary. It is negative when the offending frame began in an earlier chunk (its first
+  bytes were `pending`, held back): then nothing of this chunk and only
+  `pending_before + error_offset` held bytes may go. `messages` and `payload_bytes`
+  count only what lies before the offending frame.
+
+After an error the scanner is failed and every later `Scan` repeats the error with
+`error_offset` 0 (nothing more may be forwarded). After 1009 the framing is still
+intact, so it keeps walking frames (without limits) and still reports `close_seen`: a
+proxy can notice the offender's answer to its 1009. After 1002 framing is lost and later
+chunks report nothing else.
+
+RSV bits are not checked: extensions such as permessage-deflate are negotiated end to
+end, and the endpoints judge them.
+
+Cost: a pure-Python loop over the headers only, once per frame and never per payload
+byte (bench/tunnel_quick.py measures it).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_TOO_BIG = 1009
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+_NO_LIMIT = 1 << 64
+_MAX_LENGTH = (1 << 63) - 1  # RFC 6455 5.2: the most significant bit must be 0
+
+
+class Scan(NamedTuple):
+    """What one chunk carried (see the module docstring)."""
+
+    messages: int = 0
+    payload_bytes: int = 0
+    at_boundary: bool = True
+    pending: int = 0
+    close_seen: bool = False
+    close_code: int | None = None
+    error: int = 0
+    error_offset: int = 0
+
+
+_LOST = Scan(error=CLOSE_PROTOCOL_ERROR)
+
+# What the frame being read is, for when its payload ends.
+_CONTROL = 0
+_DATA = 1  # a data frame that does not end its message
+_LAST = 2  # a data frame that ends its message
+_CLOSE = 3
+
+
+class FrameScanner:
+    """Walks the frame headers of one direction of a WebSocket stream."""
+
+    __slots__ = (
+        "_close_buf",
+        "_close_left",
+        "_close_mask",
+        "_error",
+        "_fragmented",
+        "_kind",
+        "_limit",
+        "_mask_bit",
+        "_msg_bytes",
+        "_need",
+        "_stash",
+        "close_code",
+        "closed",
+        "masked",
+        "max_message_bytes",
+    )
+
+    def __init__(self, max_message_bytes: int, *, masked: bool) -> None:
+        if max_message_bytes < 0:
+            raise ValueError("max_message_bytes must be >= 0 (0: no limit)")
+        self.max_message_bytes = max_message_bytes
+        self.masked = masked
+        self._limit = max_message_bytes or _NO_LIMIT
+        self._mask_bit = 0x80 if masked else 0
+        self._need = 0  # payload bytes of the current frame not seen yet
+        self._kind = _CONTROL  # what the current frame is
+        self._close_left = 0  # code bytes of the current close frame not seen yet
+        self._close_buf = b""  # code bytes seen so far (still masked)
+        self._close_mask = b""
+        self._fragmented = False  # inside a message whose last frame has not come
+        self._msg_bytes = 0  # payload of the current message so far
+        self._stash = b""  # the start of a frame header cut by the end of a chunk
+        self._error = 0
+        self.closed = False  # a close frame has been seen
+        self.close_code: int | None = None  # ... with this code (None: none in it)
+
+    @property
+    def error(self) -> int:
+        """0, or the close code of the error this scanner failed with."""
+        return self._error
+
+    @property
+    def at_boundary(self) -> bool:
+        """Whether everything fed so far but a pending header is whole frames."""
+        return self._need == 0
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame header held back because the header is not whole yet."""
+        return len(self._stash)
+
+    @property
+    def remaining(self) -> int:
+        """Payload bytes still to come before the frame being read ends (0 at a boundary)."""
+        return self._need
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Scan:
+        """Walk the frame headers of the next chunk of the stream."""
+        if self._error == CLOSE_PROTOCOL_ERROR:
+            return _LOST
+        counting = not self._error
+        n = len(data)
+        pos = 0
+        messages = 0
+        nbytes = 0
+        close_seen = False
+        close_code: int | None = None
+        while True:
+            need = self._need
+            if need:
+                take = need if need <= n - pos else n - pos
+                kind = self._kind
+                if kind in (_DATA, _LAST):
+                    if counting:
+                        nbytes += take
+                elif kind == _CLOSE and self._close_left:
+                    got = bytes(data[pos : pos + min(self._close_left, take)])
+                    self._close_buf += got
+                    self._close_left -= len(got)
+                pos += take
+                need -= take
+                self._need = need
+                if need:
+                    return Scan(messages, nbytes, False, 0, close_seen, close_code, self._error)
+                if kind == _LAST and counting:
+                    messages += 1
+                elif kind == _CLOSE:
+                    code = self._end_close()
+                    if not close_seen:
+                        close_seen, close_code = True, code
+            # At a frame boundary: the next header, possibly begun in the previous chunk.
+            stash = self._stash
+            start = pos - len(stash)  # where the frame starts, relative to this chunk
+            head = stash + bytes(data[pos : pos + 14]) if stash else bytes(data[pos : pos + 14])
+            if len(head) < 2 or len(head) < _header_length(head[1]):
+                self._stash = stash + bytes(data[pos:])
+                return Scan(
+                    messages,
+                    nbytes,
+                    True,
+                    len(self._stash),
+                    close_seen,
+                    close_code,
+                    self._error,
+                )
+            self._stash = b""
+            b0 = head[0]
+            b1 = head[1]
+            hl = _header_length(b1)
+            pos += hl - len(stash)
+            ln = b1 & 0x7F
+            if ln == 126:
+                ln = head[2] << 8 | head[3]
+            elif ln == 127:
+                ln = int.from_bytes(head[2:10], "big")
+            op = b0 & 0x0F
+            fin = b0 & 0x80
+            bad = b1 & 0x80 != self._mask_bit or ln > _MAX_LENGTH
+            too_big = False
+            if op in (OP_TEXT, OP_BINARY):
+                bad = bad or self._fragmented
+                self._msg_bytes = ln
+                too_big = ln > self._limit
+                self._fragmented = not fin
+                self._kind = _LAST if fin else _DATA
+            elif op == OP_CONTINUATION:
+                bad = bad or not self._fragmented
+                self._msg_bytes += ln
+                too_big = self._msg_bytes > self._limit
+                self._fragmented = not fin
+                self._kind = _LAST if fin else _DATA
+            elif OP_CLOSE <= op <= OP_PONG:
+                bad = bad or not fin or ln > 125
+                self._kind = _CLOSE if op == OP_CLOSE else _CONTROL
+                if op == OP_CLOSE:
+                    self._close_left = min(ln, 2)
+                    self._close_buf = b""
+                    self._close_mask = bytes(head[hl - 4 : hl]) if self._mask_bit else b""
+            else:
+                bad = True
+            if bad:
+                # Framing is lost: nothing from the offending frame on may be forwarded.
+                first = not self._error
+                self._error = CLOSE_PROTOCOL_ERROR
+                self._need = 0
+                if not first:
+                    return Scan(0, 0, True, 0, close_seen, close_code, self._error)
+                return Scan(messages, nbytes, True, 0, close_seen, close_code, 1002, start)
+            self._need = ln
+            if too_big and counting:
+                # The walk goes on without limits and without counting, only to see
+                # close frames (the offender's answer to a 1009).
+                self._error = CLOSE_TOO_BIG
+                self._limit = _NO_LIMIT
+                counting = False
+                error_at = start
+                counted = (messages, nbytes)
+                rest = self._walk_after_error(data, pos)
+                return Scan(
+                    counted[0],
+                    counted[1],
+                    True,
+                    0,
+                    close_seen or rest.close_seen,
+                    close_code if close_seen else rest.close_code,
+                    CLOSE_TOO_BIG,
+                    error_at,
+                )
+            if not ln:
+                kind = self._kind
+                if kind == _LAST and counting:
+                    messages += 1
+                elif kind == _CLOSE:
+                    code = self._end_close()
+                    if not close_seen:
+                        close_seen, close_code = True, code
+
+    def _walk_after_error(self, data: bytes | bytearray | memoryview, pos: int) -> Scan:
+        """The rest of a chunk after a 1009 was reported in it (only closes matter)."""
+        return self.feed(memoryview(data)[pos:]) if pos < len(data) or self._need else Scan()
+
+    def _end_close(self) -> int | None:
+        code = _close_code(self._close_buf, self._close_mask)
+        if not self.closed:
+            self.closed, self.close_code = True, code
+        return code
+
+
+def _header_length(b1: int) -> int:
+    ln = b1 & 0x7F
+    return (2 if ln < 126 else 4 if ln == 126 else 10) + (4 if b1 & 0x80 else 0)
+
+
+def _close_code(code: bytes, mask: bytes) -> int | None:
+    if len(code) < 2:
+        return None
+    if mask:
+        return (code[0] ^ mask[0]) << 8 | (code[1] ^ mask[1])
+    return code[0] << 8 | code[1]
+
+
+def frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    mask: bytes | None = None,
+    rsv: int = 0,
+) -> bytes:
+    """One whole frame on the wire, masked with `mask` when given (injected closes, tests)."""
+    ln = len(payload)
+    b0 = (0x80 if fin else 0) | (rsv & 0x70) | opcode
+    mbit = 0x80 if mask is not None else 0
+    if ln < 126:
+        head = bytes((b0, mbit | ln))
+    elif ln < 1 << 16:
+        head = bytes((b0, mbit | 126)) + ln.to_bytes(2, "big")
+    else:
+        head = bytes((b0, mbit | 127)) + ln.to_bytes(8, "big")
+    if mask is None:
+        return head + payload
+    return head + mask + apply_mask(payload, mask)
+
+
+def apply_mask(payload: bytes, mask: bytes) -> bytes:
+    """XOR `payload` with the 4-byte `mask` (masking and unmasking are the same)."""
+    if not payload:
+        return b""
+    n = len(payload)
+    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
+
+
+def close_frame(code: int, reason: bytes = b"", *, mask: bytes | None = None) -> bytes:
+    """A close frame with `code` and `reason` (cut to the protocol's 123 bytes)."""
+    return frame(OP_CLOSE, code.to_bytes(2, "big") + reason[:123], mask=mask)
