@@ -261,12 +261,13 @@ def start_proxy(env: Env, name: str, legacy: int, unified: int, relay_extra: str
     cfg = proxy_config(env.work / name, port, admin, legacy, unified, relay_extra)
     # The proxy's sources come first on the path, so a snapshot of a commit (run.sh
     # --commit) is what runs even though the venv holds an editable install.
+    module, path = source_layout(env.source)
     svc = env.spawn(
         name,
         [
             sys.executable,
             "-m",
-            "proxy.cli",
+            module,
             "--log-level",
             os.environ.get("BENCH_PROXY_LOG_LEVEL", "warning"),
             "run",
@@ -274,7 +275,7 @@ def start_proxy(env: Env, name: str, legacy: int, unified: int, relay_extra: str
             str(cfg),
         ],
         core=1,
-        env={**os.environ, "STRANGLER_BENCH_SECRET": SECRET, "PYTHONPATH": str(env.source)},
+        env={**os.environ, "STRANGLER_BENCH_SECRET": SECRET, "PYTHONPATH": str(path)},
         cwd=env.source,
     )
     deadline = time.monotonic() + 20
@@ -294,7 +295,7 @@ def start_proxy(env: Env, name: str, legacy: int, unified: int, relay_extra: str
 
 @functools.cache
 def token(user: str) -> str:
-    from proxy.identity import mint_token
+    from strangler.proxy.edge.identity import mint_token
 
     return mint_token(SECRET, user, ttl=6 * 3600)
 
@@ -791,9 +792,28 @@ def machine() -> str:
     )
 
 
+def source_layout(source: Path) -> tuple[str, Path]:
+    """The module that runs the proxy in `source`, and the path entry that imports it.
+
+    Since the `strangler.*` layout, each top-level folder is the package
+    `strangler.<folder>`; a tree of links beside the snapshot gives it that name, so the
+    snapshot wins over the venv's editable install. Older snapshots are `proxy.cli`."""
+    if not (source / "proxy" / "__main__.py").exists():
+        return "proxy.cli", source
+    tree = source / ".bench-tree"
+    package = tree / "strangler"
+    package.mkdir(parents=True, exist_ok=True)
+    for part in ("proxy", "flags", "legacy_adapters", "reference"):
+        link = package / part
+        if not link.exists():
+            link.symlink_to(source.resolve() / part)
+    return "strangler.proxy", tree
+
+
 def detect_tunnel(source: Path) -> bool:
     """Whether this build of the proxy has the relay.tunnel switch."""
-    text = (source / "proxy" / "config.py").read_text()
+    schema = source / "proxy" / "config" / "__init__.py"
+    text = (schema if schema.exists() else source / "proxy" / "config.py").read_text()
     return '"tunnel"' in text
 
 
