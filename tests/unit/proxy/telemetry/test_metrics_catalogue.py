@@ -18,7 +18,7 @@ from strangler.proxy.shadow.compare import Category, Outcome, Side
 from strangler.proxy.telemetry import metrics as metrics_module
 from strangler.proxy.telemetry.metrics import Metrics, WorkerSample, WorkerStatsCollector
 
-CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "METRICS.md"
+CATALOGUE = Path(__file__).resolve().parents[4] / "docs" / "METRICS.md"
 
 _MODES = tuple(m.value for m in Mode)
 _BACKENDS = tuple(s.value for s in Side)
