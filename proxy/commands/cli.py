@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from strangler.flags.load import FlagFileError
 from strangler.proxy import __version__
+from strangler.proxy.commands.backend import add_backend_parser
 from strangler.proxy.commands.flags import add_flags_parser
 from strangler.proxy.config import ConfigError, load_config
 from strangler.proxy.telemetry.logs import setup_logging
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--timeout", type=float, default=10.0)
     client.set_defaults(func=_cmd_client)
 
+    add_backend_parser(sub)  # strangler backend legacy|unified (proxy/commands/backend.py)
     add_flags_parser(sub)  # strangler flags check|explain|plan|status (proxy/commands/flags.py)
     return parser
 
