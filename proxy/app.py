@@ -10,12 +10,9 @@ forwarded to the legacy backend.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
-import json
 import logging
-import random
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,12 +21,11 @@ from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import hdrs, web
-from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 from prometheus_client import Counter as PromCounter
 
-from strangler.flags.evaluate import Decision, evaluate
-from strangler.flags.model import UNIFIED_ERROR_RATIO, WATCHED, Flag, FlagSet, Mode, Reason
+from strangler.flags.evaluate import Decision
+from strangler.flags.model import UNIFIED_ERROR_RATIO, FlagSet, Mode, Reason
 from strangler.flags.watch import FlagWatcher, ReloadResult
 from strangler.legacy_adapters.base import Context
 from strangler.legacy_adapters.registry import (
@@ -45,13 +41,15 @@ from strangler.proxy.edge.identity import (
     Credentials,
     Identity,
     JwtVerifier,
-    choose_subprotocol,
     extract_credentials,
 )
+from strangler.proxy.edge.refusals import refuse_auth, refuse_over_limit
 from strangler.proxy.edge.routes import RouteTable
 from strangler.proxy.edge.tickets import TicketResolver
+from strangler.proxy.edge.upgrade import is_upgrade, offered_subprotocols, well_formed
 from strangler.proxy.relay import passthrough, upstream
 from strangler.proxy.relay.client_socket import ClientSocket
+from strangler.proxy.relay.connections import Connection
 from strangler.proxy.relay.frame_relay import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -59,18 +57,17 @@ from strangler.proxy.relay.frame_relay import (
     Filters,
     Meters,
     Outcome,
-    close_both,
     relay,
 )
 from strangler.proxy.relay.handshake import RawUpstream, open_upstream
-from strangler.proxy.relay.tunnel import Tunnel
 from strangler.proxy.relay.tunnel import accept as accept_tunnel
-from strangler.proxy.release.guards import Guards, Trip
-from strangler.proxy.release.plan import OpenConnection, Plan, audit_changes, plan, rollout_shares
+from strangler.proxy.release.control import ReleaseControl
+from strangler.proxy.release.guards import Guards
+from strangler.proxy.release.plan import Plan
 from strangler.proxy.shadow.compare import Side
 from strangler.proxy.shadow.tee import ShadowHub, Tee
 from strangler.proxy.telemetry.connection_log import ConnectionLog
-from strangler.proxy.telemetry.metrics import Metrics, Tally
+from strangler.proxy.telemetry.metrics import Metrics
 
 log = logging.getLogger("strangler.proxy")
 # One JSON record per flag reload (applied or rejected); never names a user.
@@ -101,33 +98,6 @@ PROXY_KEY: web.AppKey[Proxy] = web.AppKey("strangler_proxy")
 _BackendSocket = TypeVar("_BackendSocket")
 
 
-@dataclass(eq=False, slots=True)
-class Connection:
-    """One open client connection, kept so shutdown, drain and plan can reach it."""
-
-    route: Route
-    mode: Mode
-    client: web.WebSocketResponse[Any] | None  # None when tunnelled
-    backend: aiohttp.ClientWebSocketResponse[Any] | None = None
-    user_id: str | None = None  # kept in memory for re-evaluation; never logged
-    claims: Mapping[str, Any] = field(default_factory=dict)
-    ending: str | None = None  # "shutdown", "drained" or "stalled" when the proxy ends it
-    drifted: bool = False  # its mode differs from what the flags now say
-    client_protocol: BaseProtocol | None = None  # to see whether the client reads
-    stalled_since: float | None = None
-    tunnel: Tunnel | None = None  # the byte tunnel carrying it, if any
-
-    async def close(self, code: int, reason: str) -> None:
-        """Close both sides with one code (shutdown, drain, stall)."""
-        if self.tunnel is not None:
-            await self.tunnel.close(code, reason)
-        elif self.client is not None:
-            await close_both(self.client, self.backend, code, reason)
-
-    def snapshot(self) -> OpenConnection:
-        return OpenConnection(self.route.name, self.user_id, self.claims, self.mode)
-
-
 @dataclass(eq=False)
 class Proxy:
     """Everything the handlers share: configuration, flags, metrics, open connections."""
@@ -143,20 +113,22 @@ class Proxy:
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     shadow: ShadowHub = field(init=False)
-    audit: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    release: ReleaseControl = field(init=False)
     _admitted: int = 0  # handshakes in progress plus open connections
     _per_peer: Counter[str] = field(default_factory=Counter)
     _watchdog: asyncio.Task[None] | None = None
-    _active_flags: FlagSet = field(init=False)
-    guards: Guards = field(default_factory=Guards)
-    _evaluation_tallies: dict[tuple[Any, ...], Tally] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.verifier = JwtVerifier(self.config.jwt)
         self.routes = RouteTable(self.config.routes)
         self.shadow = ShadowHub(self.config.shadow, self.metrics)
-        self._active_flags = self.flags.current
-        self.guards.configure(self._active_flags)
+        self.release = ReleaseControl(
+            self.flags,
+            self.metrics,
+            tuple(self.config.route_names),
+            self.connections,
+            self.shadow.spawn,
+        )
         t = self.config.tickets
         self.tickets = (
             TicketResolver(t.introspection_url, ttl=t.cache_ttl, timeout=t.timeout)
@@ -170,6 +142,31 @@ class Proxy:
             self.sessions[backend.name] = upstream.new_session(backend.connect_timeout)
         self.sessions["http"] = passthrough.new_session()
 
+    # The release's entry points the server, the admin port and the tools call.
+
+    def decide(self, route: Route, identity: Identity | None) -> Decision:
+        """This connection's mode, from the flags in force now (see ReleaseControl)."""
+        return self.release.decide(route, identity)
+
+    def on_reload(self, result: ReloadResult) -> None:
+        self.release.on_reload(result)
+
+    def guard_states(self) -> dict[str, Any]:
+        return self.release.guard_states()
+
+    def plan(self, candidate: FlagSet) -> Plan:
+        """What applying `candidate` would do to the connections open now."""
+        return self.release.plan(candidate)
+
+    @property
+    def audit(self) -> deque[dict[str, Any]]:
+        """The last reloads and guard trips, newest last (the admin port shows them)."""
+        return self.release.audit
+
+    @property
+    def guards(self) -> Guards:
+        return self.release.guards
+
     async def stop(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -182,7 +179,7 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         route = self.routes.match(request.path)
-        if not _is_upgrade(request):
+        if not is_upgrade(request):
             if route is not None or request.path in self.config.http_passthrough:
                 return await passthrough.forward(
                     self.sessions["http"],
@@ -200,17 +197,19 @@ class Proxy:
                 text="shutting down, reconnect to another instance\n",
                 headers={"Retry-After": "1"},
             )
-        if not _well_formed(request):
+        if not well_formed(request):
             # A bad Sec-WebSocket-Key or version: refused before any backend is dialled.
             self.metrics.handshake_refusals.labels(route.name, "bad_handshake").inc()
             self.metrics.bad_input.labels(route.name, "bad_handshake").inc()
             raise web.HTTPBadRequest(text="malformed WebSocket handshake\n")
 
-        offered = _offered_subprotocols(request)
+        offered = offered_subprotocols(request)
         peer = request.remote or ""
         over = self._over_limit(peer)
         if over is not None:
-            return await self._refuse_over_limit(request, route, offered, over)
+            return await refuse_over_limit(
+                request, route, offered, over, self.config.limits.over_limit, self.metrics
+            )
         self._admitted += 1
         self._per_peer[peer] += 1
         try:
@@ -224,8 +223,8 @@ class Proxy:
             identity = await self._identify(route, style, credentials)
             del credentials  # the raw token is not kept for the connection's life
             if isinstance(identity, AuthError):
-                return await self._refuse_auth(request, route, style, offered, identity)
-            decision = self.decide(route, identity)
+                return await refuse_auth(request, route, style, offered, identity, self.metrics)
+            decision = self.release.decide(route, identity)
             return await self._serve(request, route, dialect, style, identity, decision, offered)
         finally:
             self._admitted -= 1
@@ -241,24 +240,6 @@ class Proxy:
         if self._per_peer[peer] >= limits.max_connections_per_ip:
             return "too_many_from_client"
         return None
-
-    async def _refuse_over_limit(
-        self, request: web.Request, route: Route, offered: list[str], reason: str
-    ) -> web.StreamResponse:
-        """Say no the way the legacy routes did (accept, close 1008) or with a 503."""
-        self.metrics.handshake_refusals.labels(route.name, reason).inc()
-        chosen = choose_subprotocol(offered)
-        if self.config.limits.over_limit == "refuse_503" or (offered and chosen is None):
-            raise web.HTTPServiceUnavailable(
-                text="too many concurrent connections\n", headers={"Retry-After": "5"}
-            )
-        ws: web.WebSocketResponse[Any] = web.WebSocketResponse(
-            protocols=(chosen,) if chosen else (), autoclose=False, compress=False
-        )
-        await ws.prepare(request)
-        with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
-            await ws.close(code=1008, message=b"Too many concurrent connections")
-        return ws
 
     async def _identify(
         self, route: Route, style: AuthStyle, credentials: Credentials
@@ -283,227 +264,6 @@ class Proxy:
             if style is AuthStyle.NONE:
                 return None  # the route never authenticated; a bad token is just anonymous
             return exc
-
-    def decide(self, route: Route, identity: Identity | None) -> Decision:
-        """This connection's mode, from the flags in force now."""
-        if identity is None:
-            decision = self.evaluate(self.flags.current, route.name, None, None)
-        else:
-            decision = self.evaluate(
-                self.flags.current, route.name, identity.user_id, identity.claims
-            )
-        key = decision[:3]  # flag, mode, reason
-        tally = self._evaluation_tallies.get(key)
-        if tally is None:
-            # labels() costs more than the decision itself; the tallies are kept (a
-            # bounded set: flags x modes x reasons).
-            m = self.metrics
-            tally = m.tally(
-                m.flag_evaluations,
-                decision.flag or "none",
-                decision.mode.value,
-                decision.reason.value,
-            )
-            self._evaluation_tallies[key] = tally
-        tally.add()
-        return decision
-
-    def evaluate(
-        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any] | None
-    ) -> Decision:
-        """The one decision rule: the flags, then a tripped guard holding a flag on legacy."""
-        decision = evaluate(flagset, route, user_id, claims)
-        if decision.mode is not _LEGACY and self.guards.holds(flagset, decision.flag):
-            return decision._replace(mode=Mode.LEGACY, reason=Reason.GUARD)
-        return decision
-
-    def mode_for(
-        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any]
-    ) -> Mode:
-        return self.evaluate(flagset, route, user_id, claims).mode
-
-    # -- release management -----------------------------------------------------------
-
-    def on_reload(self, result: ReloadResult) -> None:
-        """A reload was attempted: audit it; if applied, update drift and drain."""
-        previous = self._active_flags
-        cleared: list[str] = []
-        if result.outcome == "applied":
-            self._active_flags = result.flagset
-            cleared = self.guards.configure(result.flagset)
-        record: dict[str, Any] = {
-            "at": time.time(),
-            "outcome": result.outcome,
-            "old_hash": previous.digest[:12],
-            "new_hash": result.flagset.digest[:12] if result.outcome == "applied" else None,
-            "changes": _changes(previous, result) if result.outcome == "applied" else [],
-            "error": str(result.error) if result.error else None,
-        }
-        if cleared:
-            record["guards_cleared"] = sorted(cleared)
-        self._audit(record)
-        if result.outcome == "applied":
-            self._publish_shares(result.flagset)
-            self.publish_guards()
-            self.refresh_drift()
-            for flag in result.flagset.flags.values():
-                self._drain_moved(flag)
-
-    def _audit(self, record: dict[str, Any]) -> None:
-        self.audit.append(record)
-        audit_log.info("%s", json.dumps(record, sort_keys=True))
-
-    # -- guards ------------------------------------------------------------------------
-
-    def observe(self, flag: str | None, watched: str, bad: bool) -> None:
-        """One observation for a flag's guard; trips it when the budget is spent."""
-        trip = self.guards.observe(flag, watched, bad, time.time())
-        if trip is not None:
-            self._tripped(trip)
-
-    def _tripped(self, trip: Trip) -> None:
-        """Hold the flag on legacy: record it, then move its connections per its policy."""
-        self.metrics.guard_tripped.labels(trip.flag).set(1)
-        self.metrics.guard_trips.labels(trip.flag, trip.watched).inc()
-        log.warning(
-            "guard tripped: flag %s %s %.3f over %d samples (limit %g); holding it on legacy",
-            trip.flag,
-            trip.watched,
-            trip.ratio,
-            trip.samples,
-            trip.limit,
-        )
-        current = self.flags.current
-        self._audit(
-            {
-                "at": trip.at,
-                "outcome": "guard_tripped",
-                "old_hash": current.digest[:12],
-                "new_hash": current.digest[:12],
-                "flag": trip.flag,
-                "guard": trip.watched,
-                "ratio": round(trip.ratio, 4),
-                "limit": trip.limit,
-                "samples": trip.samples,
-                "changes": [],
-                "error": None,
-            }
-        )
-        self.refresh_drift()
-        flag = current.flags.get(trip.flag)
-        if flag is not None:
-            self._drain_moved(flag)
-
-    def publish_guards(self) -> None:
-        """One series per guarded flag, at zero until it trips (alerts need the zero)."""
-        self.metrics.guard_tripped.clear()
-        for key, flag in self.flags.current.flags.items():
-            if flag.guard is None:
-                continue
-            self.metrics.guard_tripped.labels(key).set(int(self.guards.tripped(key)))
-            for watched in WATCHED:
-                self.metrics.guard_trips.labels(key, watched)
-
-    def refresh_drift(self) -> None:
-        """Mark open connections whose mode the flags in force no longer give them."""
-        counts: dict[str, int] = {route: 0 for route in self.config.route_names}
-        current = self.flags.current
-        for conn in self.connections:
-            conn.drifted = (
-                self.mode_for(current, conn.route.name, conn.user_id, conn.claims) is not conn.mode
-            )
-            counts[conn.route.name] += conn.drifted
-        for route, n in counts.items():
-            self.metrics.drift.labels(route).set(n)
-
-    def guard_states(self) -> dict[str, Any]:
-        """Per flag with a guard: its limits, the window's counts, and the trip if any."""
-        return self.guards.snapshot(time.time())
-
-    def plan(self, candidate: FlagSet) -> Plan:
-        """What applying `candidate` would do to the connections open now."""
-        return plan(
-            (c.snapshot() for c in self.connections),
-            self.flags.current,
-            candidate,
-            self.mode_for,
-        )
-
-    def _publish_shares(self, flagset: FlagSet) -> None:
-        self.metrics.rollout_share.clear()
-        for key, flag in flagset.flags.items():
-            for mode, share in rollout_shares(flag).items():
-                self.metrics.rollout_share.labels(key, mode).set(share)
-
-    def _drain_moved(self, flag: Flag) -> None:
-        """Under the flag's drain policy, close its drifted connections (keep: nothing)."""
-        rate = flag.drain_rate
-        if not rate:
-            return
-        routes = set(flag.routes)
-        moved = [c for c in self.connections if c.drifted and c.route.name in routes]
-        if moved:
-            log.info("flag %s: draining %d connections at %g/s", flag.key, len(moved), rate)
-            self.shadow.spawn(self._drain(moved, rate))
-
-    async def _drain(self, moved: list[Connection], rate: float) -> None:
-        """Close moved connections with 1012 so clients reconnect into their new mode, at
-        most `rate` per second, with jitter so a rollback is no reconnect storm.
-
-        Each gap is 1 to 1.5 times 1/rate: never faster than the rate, and replicas that
-        drain together do not close in lockstep."""
-        for conn in moved:
-            await asyncio.sleep(random.uniform(1.0, 1.5) / rate)
-            if conn not in self.connections or not conn.drifted or conn.ending:
-                continue
-            conn.ending = "drained"
-            self.metrics.drained.labels(conn.route.name).inc()
-            await conn.close(CLOSE_SERVICE_RESTART, "service restart")
-
-    async def _refuse_auth(
-        self,
-        request: web.Request,
-        route: Route,
-        style: AuthStyle,
-        offered: list[str],
-        error: AuthError,
-    ) -> web.StreamResponse:
-        """Refuse in the route's legacy style, so existing clients see what they always saw."""
-        self.metrics.handshake_refusals.labels(route.name, "auth_failed").inc()
-        log.info("refused route=%s reason=%s", route.name, error.reason)
-        if style is AuthStyle.REFUSE_HANDSHAKE:
-            # The factory route's own refusal body, so scripts that read it still can.
-            raise web.HTTPForbidden(
-                text=json.dumps(
-                    {"error": "authentication_failed", "message": _AUTH_MESSAGES[error.reason]}
-                ),
-                content_type="application/json",
-            )
-        chosen = choose_subprotocol(offered)
-        if offered and chosen is None:
-            raise web.HTTPBadRequest(text="unsupported subprotocol\n")
-        ws: web.WebSocketResponse[Any] = web.WebSocketResponse(
-            protocols=(chosen,) if chosen else (), autoclose=False, compress=False
-        )
-        await ws.prepare(request)
-        try:
-            if style is AuthStyle.ACCEPT_THEN_FRAME:
-                await ws.send_str(
-                    json.dumps(
-                        {
-                            "type": "error_message",
-                            "error_code": "AUTH_FAILED",
-                            "error_message": _AUTH_MESSAGES[error.reason],
-                            "details": {},
-                            "timestamp": time.time(),
-                        }
-                    )
-                )
-            await ws.close(code=1008, message=b"Authentication failed")
-        except (ConnectionError, aiohttp.ClientConnectionResetError):
-            pass
-        self.metrics.connections.labels(route.name, "legacy", "auth_failed").inc()
-        return ws
 
     def _serve(
         self,
@@ -705,7 +465,7 @@ class Proxy:
             # The unified router failed the client mid-session: it sent 1011, or
             # vanished (the client then got the route's backend-lost code).
             failed = outcome.client_code == CLOSE_INTERNAL_ERROR or outcome.label == "backend_gone"
-            self.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
+            self.release.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
 
     def _forget(self, conn: Connection, label: str) -> str:
         """Drop an ended connection and count how it ended; returns the outcome counted."""
@@ -744,13 +504,13 @@ class Proxy:
         try:
             ws = await connect(backend_name, request, offered, headers)
             if unified:
-                self.observe(decision.flag, UNIFIED_ERROR_RATIO, False)
+                self.release.observe(decision.flag, UNIFIED_ERROR_RATIO, False)
             return backend_name, decision, ws
         except upstream.UpstreamRefused as refusal:
             self.metrics.upstream_connect_failures.labels(backend_name, "status").inc()
             if unified and refusal.status >= 500:
                 # A 4xx is the router refusing this user, as legacy would; not an outage.
-                self.observe(decision.flag, UNIFIED_ERROR_RATIO, True)
+                self.release.observe(decision.flag, UNIFIED_ERROR_RATIO, True)
             if not self._falls_back(backend_name, refusal.status):
                 self.metrics.handshake_refusals.labels(route.name, "upstream_refused").inc()
                 return web.Response(
@@ -759,7 +519,7 @@ class Proxy:
         except upstream.UpstreamUnavailable as exc:
             self.metrics.upstream_connect_failures.labels(backend_name, exc.reason).inc()
             if unified:
-                self.observe(decision.flag, UNIFIED_ERROR_RATIO, True)
+                self.release.observe(decision.flag, UNIFIED_ERROR_RATIO, True)
             log.warning("backend %s unavailable for route %s: %s", backend_name, route.name, exc)
             if not self._falls_back(backend_name, None):
                 self.metrics.handshake_refusals.labels(route.name, "upstream_unavailable").inc()
@@ -846,7 +606,7 @@ class Proxy:
             dialect=dialect,
             primary=Side.LEGACY if mode is Mode.SHADOW else Side.UNIFIED,
             client_to_secondary=to_secondary,
-            observe=functools.partial(self.observe, decision.flag),
+            observe=functools.partial(self.release.observe, decision.flag),
         )
         backend = self.config.backend(secondary)
         tee.start(
@@ -936,33 +696,6 @@ class Proxy:
                 await asyncio.wait_for(self.idle.wait(), 1.0)
 
 
-# What the legacy code said for each failure (free text, read by people, not parsed).
-_AUTH_MESSAGES: dict[str, str] = {
-    "missing": "No authentication token provided",
-    "expired": "Token has expired",
-    "not_yet_valid": "Token is not yet valid",
-    "bad_signature": "Invalid token signature",
-    "bad_issuer": "Invalid token issuer",
-    "bad_audience": "Invalid token audience",
-    "bad_algorithm": "Invalid token algorithm",
-    "missing_claim": "Token is missing a required claim",
-    "too_large": "Token is too large",
-    "malformed": "Malformed token",
-    "invalid": "Invalid token",
-}
-
-
-def _well_formed(request: web.Request) -> bool:
-    """Whether the upgrade carries a version aiohttp speaks and a key of 16 base64 bytes."""
-    if request.headers.get(hdrs.SEC_WEBSOCKET_VERSION, "") not in ("13", "8", "7"):
-        return False
-    try:
-        key = base64.b64decode(request.headers.get(hdrs.SEC_WEBSOCKET_KEY, ""), validate=True)
-    except ValueError:  # binascii.Error, or a key that is not ASCII
-        return False
-    return len(key) == 16
-
-
 def _counting_rejects(
     translate: Callable[[bytes], Translated], rejected: PromCounter
 ) -> Callable[[bytes], Translated]:
@@ -986,21 +719,6 @@ def _peer_frames(translator: Translator) -> Callable[[bytes], tuple[str, ...]]:
     return frames
 
 
-def _is_upgrade(request: web.Request) -> bool:
-    return (
-        request.method == hdrs.METH_GET
-        and request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
-        and "upgrade" in request.headers.get(hdrs.CONNECTION, "").lower()
-    )
-
-
-def _offered_subprotocols(request: web.Request) -> list[str]:
-    offered: list[str] = []
-    for value in request.headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL, ()):
-        offered.extend(p.strip() for p in value.split(",") if p.strip())
-    return offered
-
-
 def build_app(proxy: Proxy) -> web.Application:
     """The client-facing application: every path goes through `Proxy.handle`."""
     app = web.Application(client_max_size=proxy.config.relay.max_message_bytes)
@@ -1016,11 +734,3 @@ def build_app(proxy: Proxy) -> web.Application:
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     return app
-
-
-def _changes(previous: FlagSet, result: ReloadResult) -> list[dict[str, Any]]:
-    """The audit diff of an applied reload: the watcher's, worked out off the loop (a
-    diff of 100,000 targets is tens of ms), or here for a watcher without one."""
-    if isinstance(result.changes, list):
-        return result.changes
-    return audit_changes(previous, result.flagset)

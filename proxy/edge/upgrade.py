@@ -1,0 +1,34 @@
+"""The client's opening handshake as the edge reads it: is it an upgrade, is it well
+formed, which subprotocols does it offer."""
+
+from __future__ import annotations
+
+import base64
+
+from aiohttp import hdrs, web
+
+
+def is_upgrade(request: web.Request) -> bool:
+    return (
+        request.method == hdrs.METH_GET
+        and request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+        and "upgrade" in request.headers.get(hdrs.CONNECTION, "").lower()
+    )
+
+
+def offered_subprotocols(request: web.Request) -> list[str]:
+    offered: list[str] = []
+    for value in request.headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL, ()):
+        offered.extend(p.strip() for p in value.split(",") if p.strip())
+    return offered
+
+
+def well_formed(request: web.Request) -> bool:
+    """Whether the upgrade carries a version aiohttp speaks and a key of 16 base64 bytes."""
+    if request.headers.get(hdrs.SEC_WEBSOCKET_VERSION, "") not in ("13", "8", "7"):
+        return False
+    try:
+        key = base64.b64decode(request.headers.get(hdrs.SEC_WEBSOCKET_KEY, ""), validate=True)
+    except ValueError:  # binascii.Error, or a key that is not ASCII
+        return False
+    return len(key) == 16

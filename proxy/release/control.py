@@ -1,0 +1,242 @@
+"""The flags in force and what follows from them: the mode a connection gets, reloads
+and their audit trail, guards that hold a flag on legacy, drift and drain.
+
+Every decision of a connection's mode goes through `ReleaseControl.decide`: the rule
+itself is `flags.evaluate` (pure); this adds only a tripped guard's hold and the count
+per flag, mode and reason. What changes when a file is applied or a guard trips
+(published shares and guard series, drift marks, drained connections) lives here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from strangler.flags.evaluate import Decision, evaluate
+from strangler.flags.model import WATCHED, Flag, FlagSet, Mode, Reason
+from strangler.flags.watch import FlagWatcher, ReloadResult
+from strangler.proxy.config import Route
+from strangler.proxy.edge.identity import Identity
+from strangler.proxy.relay.connections import Connection
+from strangler.proxy.release.guards import Guards, Trip
+from strangler.proxy.release.plan import OpenConnection, Plan, audit_changes, plan, rollout_shares
+from strangler.proxy.telemetry.metrics import Metrics, Tally
+
+log = logging.getLogger("strangler.proxy")
+# One JSON record per flag reload (applied or rejected); never names a user.
+audit_log = logging.getLogger("strangler.audit")
+
+CLOSE_SERVICE_RESTART = 1012
+# Compared on every handshake: a module constant costs less than an enum class attribute.
+_LEGACY = Mode.LEGACY
+
+
+@dataclass(eq=False)
+class ReleaseControl:
+    """The flags in force, the guards, and the open connections they move."""
+
+    flags: FlagWatcher
+    metrics: Metrics
+    route_names: tuple[str, ...]
+    connections: set[Connection]
+    spawn: Callable[[Coroutine[Any, Any, None]], None]
+    """Runs background work (a drain) on a task the proxy stops at shutdown."""
+    guards: Guards = field(default_factory=Guards)
+    audit: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    _active_flags: FlagSet = field(init=False)
+    _evaluation_tallies: dict[tuple[Any, ...], Tally] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._active_flags = self.flags.current
+        self.guards.configure(self._active_flags)
+
+    def decide(self, route: Route, identity: Identity | None) -> Decision:
+        """This connection's mode, from the flags in force now."""
+        if identity is None:
+            decision = self.evaluate(self.flags.current, route.name, None, None)
+        else:
+            decision = self.evaluate(
+                self.flags.current, route.name, identity.user_id, identity.claims
+            )
+        key = decision[:3]  # flag, mode, reason
+        tally = self._evaluation_tallies.get(key)
+        if tally is None:
+            # labels() costs more than the decision itself; the tallies are kept (a
+            # bounded set: flags x modes x reasons).
+            m = self.metrics
+            tally = m.tally(
+                m.flag_evaluations,
+                decision.flag or "none",
+                decision.mode.value,
+                decision.reason.value,
+            )
+            self._evaluation_tallies[key] = tally
+        tally.add()
+        return decision
+
+    def evaluate(
+        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any] | None
+    ) -> Decision:
+        """The one decision rule: the flags, then a tripped guard holding a flag on legacy."""
+        decision = evaluate(flagset, route, user_id, claims)
+        if decision.mode is not _LEGACY and self.guards.holds(flagset, decision.flag):
+            return decision._replace(mode=Mode.LEGACY, reason=Reason.GUARD)
+        return decision
+
+    def mode_for(
+        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any]
+    ) -> Mode:
+        return self.evaluate(flagset, route, user_id, claims).mode
+
+    # -- release management -----------------------------------------------------------
+
+    def on_reload(self, result: ReloadResult) -> None:
+        """A reload was attempted: audit it; if applied, update drift and drain."""
+        previous = self._active_flags
+        cleared: list[str] = []
+        if result.outcome == "applied":
+            self._active_flags = result.flagset
+            cleared = self.guards.configure(result.flagset)
+        record: dict[str, Any] = {
+            "at": time.time(),
+            "outcome": result.outcome,
+            "old_hash": previous.digest[:12],
+            "new_hash": result.flagset.digest[:12] if result.outcome == "applied" else None,
+            "changes": _changes(previous, result) if result.outcome == "applied" else [],
+            "error": str(result.error) if result.error else None,
+        }
+        if cleared:
+            record["guards_cleared"] = sorted(cleared)
+        self._audit(record)
+        if result.outcome == "applied":
+            self._publish_shares(result.flagset)
+            self.publish_guards()
+            self.refresh_drift()
+            for flag in result.flagset.flags.values():
+                self._drain_moved(flag)
+
+    def _audit(self, record: dict[str, Any]) -> None:
+        self.audit.append(record)
+        audit_log.info("%s", json.dumps(record, sort_keys=True))
+
+    # -- guards ------------------------------------------------------------------------
+
+    def observe(self, flag: str | None, watched: str, bad: bool) -> None:
+        """One observation for a flag's guard; trips it when the budget is spent."""
+        trip = self.guards.observe(flag, watched, bad, time.time())
+        if trip is not None:
+            self._tripped(trip)
+
+    def _tripped(self, trip: Trip) -> None:
+        """Hold the flag on legacy: record it, then move its connections per its policy."""
+        self.metrics.guard_tripped.labels(trip.flag).set(1)
+        self.metrics.guard_trips.labels(trip.flag, trip.watched).inc()
+        log.warning(
+            "guard tripped: flag %s %s %.3f over %d samples (limit %g); holding it on legacy",
+            trip.flag,
+            trip.watched,
+            trip.ratio,
+            trip.samples,
+            trip.limit,
+        )
+        current = self.flags.current
+        self._audit(
+            {
+                "at": trip.at,
+                "outcome": "guard_tripped",
+                "old_hash": current.digest[:12],
+                "new_hash": current.digest[:12],
+                "flag": trip.flag,
+                "guard": trip.watched,
+                "ratio": round(trip.ratio, 4),
+                "limit": trip.limit,
+                "samples": trip.samples,
+                "changes": [],
+                "error": None,
+            }
+        )
+        self.refresh_drift()
+        flag = current.flags.get(trip.flag)
+        if flag is not None:
+            self._drain_moved(flag)
+
+    def publish_guards(self) -> None:
+        """One series per guarded flag, at zero until it trips (alerts need the zero)."""
+        self.metrics.guard_tripped.clear()
+        for key, flag in self.flags.current.flags.items():
+            if flag.guard is None:
+                continue
+            self.metrics.guard_tripped.labels(key).set(int(self.guards.tripped(key)))
+            for watched in WATCHED:
+                self.metrics.guard_trips.labels(key, watched)
+
+    def refresh_drift(self) -> None:
+        """Mark open connections whose mode the flags in force no longer give them."""
+        counts: dict[str, int] = {route: 0 for route in self.route_names}
+        current = self.flags.current
+        for conn in self.connections:
+            conn.drifted = (
+                self.mode_for(current, conn.route.name, conn.user_id, conn.claims) is not conn.mode
+            )
+            counts[conn.route.name] += conn.drifted
+        for route, n in counts.items():
+            self.metrics.drift.labels(route).set(n)
+
+    def guard_states(self) -> dict[str, Any]:
+        """Per flag with a guard: its limits, the window's counts, and the trip if any."""
+        return self.guards.snapshot(time.time())
+
+    def plan(self, candidate: FlagSet) -> Plan:
+        """What applying `candidate` would do to the connections open now."""
+        return plan(
+            (OpenConnection(c.route.name, c.user_id, c.claims, c.mode) for c in self.connections),
+            self.flags.current,
+            candidate,
+            self.mode_for,
+        )
+
+    def _publish_shares(self, flagset: FlagSet) -> None:
+        self.metrics.rollout_share.clear()
+        for key, flag in flagset.flags.items():
+            for mode, share in rollout_shares(flag).items():
+                self.metrics.rollout_share.labels(key, mode).set(share)
+
+    def _drain_moved(self, flag: Flag) -> None:
+        """Under the flag's drain policy, close its drifted connections (keep: nothing)."""
+        rate = flag.drain_rate
+        if not rate:
+            return
+        routes = set(flag.routes)
+        moved = [c for c in self.connections if c.drifted and c.route.name in routes]
+        if moved:
+            log.info("flag %s: draining %d connections at %g/s", flag.key, len(moved), rate)
+            self.spawn(self._drain(moved, rate))
+
+    async def _drain(self, moved: list[Connection], rate: float) -> None:
+        """Close moved connections with 1012 so clients reconnect into their new mode, at
+        most `rate` per second, with jitter so a rollback is no reconnect storm.
+
+        Each gap is 1 to 1.5 times 1/rate: never faster than the rate, and replicas that
+        drain together do not close in lockstep."""
+        for conn in moved:
+            await asyncio.sleep(random.uniform(1.0, 1.5) / rate)
+            if conn not in self.connections or not conn.drifted or conn.ending:
+                continue
+            conn.ending = "drained"
+            self.metrics.drained.labels(conn.route.name).inc()
+            await conn.close(CLOSE_SERVICE_RESTART, "service restart")
+
+
+def _changes(previous: FlagSet, result: ReloadResult) -> list[dict[str, Any]]:
+    """The audit diff of an applied reload: the watcher's, worked out off the loop (a
+    diff of 100,000 targets is tens of ms), or here for a watcher without one."""
+    if isinstance(result.changes, list):
+        return result.changes
+    return audit_changes(previous, result.flagset)
