@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+# The canonical event model owns the list (docs/PROTOCOL.md); the comparison ignores them.
+from strangler.legacy_adapters.canonical import VOLATILE_FIELDS
+
 NOT_COMPARED = frozenset(
     {
         "ping",
@@ -23,24 +26,6 @@ NOT_COMPARED = frozenset(
 )
 """Control frames: ignored by the comparison, and they do not break a turn."""
 
-VOLATILE_FIELDS = frozenset(
-    {
-        "timestamp",
-        "connection_id",
-        "run_id",
-        "thread_id",
-        "request_id",
-        "message_id",
-        "user_id",
-        "execution_time_ms",
-        "duration",
-        "stats",
-        "attempt",
-        "server_id",
-        "server_time",
-    }
-)
-"""Field names that differ between any two runs and are never compared."""
 
 _STATUS_PATH = "data.status"
 

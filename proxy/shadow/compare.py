@@ -22,7 +22,8 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from strangler.proxy.config.compare import NOT_COMPARED, VOLATILE_FIELDS, CompareSettings
+from strangler.legacy_adapters.canonical import VOLATILE_FIELDS
+from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings
 
 
 class Outcome(StrEnum):
