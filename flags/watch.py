@@ -32,6 +32,12 @@ _Signature = tuple[int, int, int, int]
 # older than this the poller re-reads it and compares digests instead of trusting stat.
 _RECENT_NS = 2_000_000_000
 
+# A writer that truncates and then writes (an editor saving in place, `>` in a shell)
+# leaves the file empty or half written for a moment. The poller applies a changed file
+# only once its stat holds still for this long, re-checking at most this many times.
+_SETTLE_SECONDS = 0.05
+_SETTLE_CHECKS = 10
+
 
 @dataclass(frozen=True)
 class ReloadResult:
@@ -168,9 +174,22 @@ class FlagWatcher:
     async def _poll_once(self) -> None:
         signature = await asyncio.to_thread(_stat, self._path)
         changed = not self._attempted or signature != self._seen
+        if changed and signature is not None:
+            await self._settled(signature)
         if changed or self._recent:
             # A re-check of a recently written file stays silent unless the bytes changed.
             await self._reload(quiet_if_same=not changed)
+
+    async def _settled(self, signature: _Signature) -> None:
+        """Return once the file's stat stops changing (or after a bounded wait)."""
+        for _ in range(_SETTLE_CHECKS):
+            await asyncio.sleep(_SETTLE_SECONDS)
+            again = await asyncio.to_thread(_stat, self._path)
+            if again == signature:
+                return
+            if again is None:
+                return  # gone: the reload reports it
+            signature = again
 
     async def _reload(self, *, quiet_if_same: bool) -> ReloadResult | None:
         async with self._lock:

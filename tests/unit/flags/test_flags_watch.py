@@ -139,6 +139,22 @@ async def test_in_place_edit_is_applied(
     assert watcher.loaded_at >= first_loaded_at
 
 
+async def test_a_file_truncated_then_written_in_place_is_applied_only_when_whole(
+    watcher: FlagWatcher, recorder: Recorder, flag_file: Path
+) -> None:
+    # An editor or `>` truncates first and writes a moment later: the empty file in
+    # between is a valid flag file (everyone on legacy) and must never be applied.
+    with flag_file.open("wb") as half_written:
+        poll = asyncio.create_task(watcher._poll_once())
+        await asyncio.sleep(INTERVAL / 5)
+        half_written.write(V3.encode())
+    await asyncio.wait_for(poll, WAIT)
+    result = await recorder.next()
+    assert result.outcome == "applied"
+    assert set(result.flagset.by_route) == {"main", "factory"}
+    assert recorder.results.empty()
+
+
 async def test_same_size_edit_within_one_timestamp_tick_is_applied(
     watcher: FlagWatcher, recorder: Recorder, flag_file: Path
 ) -> None:
