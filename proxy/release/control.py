@@ -24,7 +24,7 @@ from strangler.flags.model import WATCHED, Flag, FlagSet, Mode, Reason
 from strangler.flags.watch import FlagWatcher, ReloadResult
 from strangler.proxy.config import Route
 from strangler.proxy.edge.identity import Identity
-from strangler.proxy.relay.connections import Connection
+from strangler.proxy.relay.connections import Connection, OpenConnections
 from strangler.proxy.release.guards import Guards, Trip
 from strangler.proxy.release.plan import OpenConnection, Plan, audit_changes, plan, rollout_shares
 from strangler.proxy.telemetry.metrics import Metrics, Tally
@@ -45,7 +45,7 @@ class ReleaseControl:
     flags: FlagWatcher
     metrics: Metrics
     route_names: tuple[str, ...]
-    connections: set[Connection]
+    connections: OpenConnections
     spawn: Callable[[Coroutine[Any, Any, None]], None]
     """Runs background work (a drain) on a task the proxy stops at shutdown."""
     guards: Guards = field(default_factory=Guards)

@@ -1,0 +1,318 @@
+"""Serving one admitted connection: the byte tunnel or the per-frame relay, the shadow
+tee in the comparison modes, and what its end tells the metrics and the flag's guard.
+
+The tunnel is chosen whenever the bytes may pass untouched (no translation, no
+secondary); everything else goes frame by frame, translated where the client's dialect
+is not the serving backend's, and tapped for the tee in shadow and live modes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+from prometheus_client import Counter as PromCounter
+
+from strangler.flags.evaluate import Decision
+from strangler.flags.model import UNIFIED_ERROR_RATIO, Mode
+from strangler.legacy_adapters.base import Context
+from strangler.legacy_adapters.registry import adapter, connection_mode, needs_translation
+from strangler.legacy_adapters.translate import Translated, Translator
+from strangler.proxy.config import AuthStyle, Config, Route
+from strangler.proxy.edge.identity import Identity
+from strangler.proxy.relay.client_socket import ClientSocket
+from strangler.proxy.relay.connections import Connection, OpenConnections
+from strangler.proxy.relay.frame_relay import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
+    IDENTITY,
+    Filters,
+    Meters,
+    Outcome,
+    relay,
+)
+from strangler.proxy.relay.tunnel import accept as accept_tunnel
+from strangler.proxy.release.control import ReleaseControl
+from strangler.proxy.serving.backends import PRIMARY, Backends
+from strangler.proxy.shadow.compare import Side
+from strangler.proxy.shadow.tee import ShadowHub, Tee
+from strangler.proxy.telemetry.metrics import Metrics
+
+
+class Serving:
+    """Relays admitted connections to the backend their decision names."""
+
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        backends: Backends,
+        connections: OpenConnections,
+        shadow: ShadowHub,
+        release: ReleaseControl,
+    ) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._backends = backends
+        self._connections = connections
+        self._shadow = shadow
+        self._release = release
+
+    def serve(
+        self,
+        request: web.Request,
+        route: Route,
+        dialect: str,
+        style: AuthStyle,
+        identity: Identity | None,
+        decision: Decision,
+        offered: list[str],
+    ) -> Awaitable[web.StreamResponse]:
+        """The byte tunnel or the per-frame relay; a plain function, so no frame of its own
+        stays alive (and holds memory) for the connection's life."""
+        user_id = identity.user_id if identity else None
+        claims = identity.claims if identity else {}
+        headers = self._backends.headers(request, route, style)
+        if self._tunnels(dialect, decision):
+            return self._tunnel(
+                request, route, dialect, decision, offered, headers, user_id, claims
+            )
+        return self._frames(
+            request, route, dialect, style, decision, offered, headers, user_id, claims
+        )
+
+    def _tunnels(self, dialect: str, decision: Decision) -> bool:
+        """Whether the connection's bytes may pass untouched: no translation, no secondary."""
+        if self._config.relay.tunnel != "auto" or decision.mode not in (Mode.LEGACY, Mode.UNIFIED):
+            return False
+        return not needs_translation(dialect, PRIMARY[decision.mode])
+
+    async def _frames(
+        self,
+        request: web.Request,
+        route: Route,
+        dialect: str,
+        style: AuthStyle,
+        decision: Decision,
+        offered: list[str],
+        headers: CIMultiDict[str],
+        user_id: str | None,
+        claims: Mapping[str, Any],
+    ) -> web.StreamResponse:
+        """The per-frame relay: aiohttp WebSockets on both sides, frames filtered and tapped."""
+        backends = self._backends
+        opened = await backends.open_primary(
+            request, route, decision, offered, headers, backends.connect
+        )
+        del headers  # sent: not kept for the connection's life
+        if isinstance(opened, web.Response):
+            return opened
+        backend_name, decision, upstream_ws = opened
+
+        client_ws: web.WebSocketResponse[Any] = ClientSocket(
+            protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (),
+            autoclose=False,
+            autoping=True,
+            compress=False,
+            max_msg_size=self._config.relay.max_message_bytes,
+            decode_text=False,
+            timeout=self._config.relay.close_timeout,
+        )
+        try:
+            await client_ws.prepare(request)
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
+            return client_ws
+
+        # The unified router speaks canonical; a client of another dialect needs its
+        # frames translated, on the primary path or for the shadow copy.
+        translator = (
+            Translator(adapter(dialect), Context(route.name, user_id, connection_mode(dialect)))
+            if needs_translation(dialect, "unified")
+            else None
+        )
+        filters = IDENTITY
+        if translator is not None and backend_name == "unified":
+            filters = Filters(
+                inbound=_counting_rejects(
+                    translator.client_frame,
+                    self._metrics.bad_input.labels(route.name, "invalid_json"),
+                ),
+                outbound=translator.backend_frame,
+            )
+        tee = self._start_tee(request, route, dialect, style, decision, offered, translator)
+        if tee is not None:
+            filters = replace(filters, inbound_tap=tee.client_tap, outbound_tap=tee.primary_tap)
+        conn = Connection(
+            route,
+            decision.mode,
+            client_ws,
+            upstream_ws,
+            user_id=user_id,
+            claims=claims,
+            client_protocol=request.protocol,
+        )
+        logged = self._connections.opened(conn, decision, backend_name, dialect)
+        outcome_label = "client_gone"
+        try:
+            outcome = await relay(
+                client_ws,
+                upstream_ws,
+                inbound=self._meters(route, backend_name, "client_to_backend"),
+                outbound=self._meters(route, backend_name, "backend_to_client"),
+                filters=filters,
+                backend_lost_code=route.upstream_lost_close_code
+                or self._config.relay.upstream_lost_close_code,
+            )
+            outcome_label = outcome.label
+            self._relayed(conn, decision, backend_name, outcome)
+        finally:
+            outcome_label = self._connections.forget(conn, outcome_label)
+            logged.closed(outcome_label, client_ws.close_code)
+            if tee is not None:
+                tee.primary_closed()
+            if not upstream_ws.closed:
+                await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
+        return client_ws
+
+    async def _tunnel(
+        self,
+        request: web.Request,
+        route: Route,
+        dialect: str,
+        decision: Decision,
+        offered: list[str],
+        headers: CIMultiDict[str],
+        user_id: str | None,
+        claims: Mapping[str, Any],
+    ) -> web.StreamResponse:
+        """The byte tunnel (relay/tunnel.py): the same handshake, then bytes, not frames."""
+        # Extensions (permessage-deflate) are agreed end to end: the bytes are not ours.
+        for value in request.headers.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, ()):
+            headers.add(hdrs.SEC_WEBSOCKET_EXTENSIONS, value)
+        backends = self._backends
+        opened = await backends.open_primary(
+            request, route, decision, offered, headers, backends.connect_raw
+        )
+        del headers  # sent: not kept for the connection's life
+        if isinstance(opened, web.Response):
+            return opened
+        backend_name, decision, raw = opened
+        relay_settings = self._config.relay
+        response, tunnel = await accept_tunnel(
+            request,
+            raw,
+            max_message_bytes=relay_settings.max_message_bytes,
+            close_timeout=relay_settings.close_timeout,
+            inbound=self._meters(route, backend_name, "client_to_backend"),
+            outbound=self._meters(route, backend_name, "backend_to_client"),
+            backend_lost_code=route.upstream_lost_close_code
+            or relay_settings.upstream_lost_close_code,
+        )
+        if tunnel is None:
+            return response
+        conn = Connection(
+            route,
+            decision.mode,
+            None,
+            user_id=user_id,
+            claims=claims,
+            client_protocol=request.protocol,
+            tunnel=tunnel,
+        )
+        logged = self._connections.opened(conn, decision, backend_name, dialect)
+        label = "client_gone"
+        try:
+            outcome = await tunnel.run()
+            label = outcome.label
+            self._relayed(conn, decision, backend_name, outcome)
+        finally:
+            label = self._connections.forget(conn, label)
+            logged.closed(label, tunnel.client_close_code)
+        return response
+
+    def _meters(self, route: Route, backend: str, direction: str) -> Meters:
+        m = self._metrics
+        return Meters(
+            m.tally(m.messages, route.name, backend, direction),
+            m.tally(m.bytes, route.name, backend, direction),
+        )
+
+    def _relayed(
+        self, conn: Connection, decision: Decision, backend_name: str, outcome: Outcome
+    ) -> None:
+        """What a finished relay or tunnel tells the bad-input count and the flag's guard."""
+        if outcome.bad_input is not None:
+            self._metrics.bad_input.labels(conn.route.name, outcome.bad_input).inc()
+        if backend_name == "unified" and not conn.ending:
+            # The unified router failed the client mid-session: it sent 1011, or
+            # vanished (the client then got the route's backend-lost code).
+            failed = outcome.client_code == CLOSE_INTERNAL_ERROR or outcome.label == "backend_gone"
+            self._release.observe(decision.flag, UNIFIED_ERROR_RATIO, failed)
+
+    def _start_tee(
+        self,
+        request: web.Request,
+        route: Route,
+        dialect: str,
+        style: AuthStyle,
+        decision: Decision,
+        offered: list[str],
+        translator: Translator | None,
+    ) -> Tee | None:
+        """In shadow and live modes, the compared secondary; None when not admitted."""
+        mode = decision.mode
+        if mode not in (Mode.SHADOW, Mode.LIVE) or not self._shadow.admit(route.name):
+            return None
+        secondary = "unified" if mode is Mode.SHADOW else "legacy"
+        to_secondary = None
+        if secondary == "unified" and translator is not None:
+            to_secondary = _peer_frames(translator)
+        tee = Tee(
+            self._shadow,
+            route=route.name,
+            mode=mode.value,
+            dialect=dialect,
+            primary=Side.LEGACY if mode is Mode.SHADOW else Side.UNIFIED,
+            client_to_secondary=to_secondary,
+            observe=functools.partial(self._release.observe, decision.flag),
+        )
+        backends = self._backends
+        tee.start(
+            backends.session(secondary),
+            backends.url(secondary, request),
+            protocols=offered,
+            headers=backends.headers(request, route, style),
+            timeout=self._config.backend(secondary).connect_timeout,
+            max_message_bytes=self._config.relay.max_message_bytes,
+            backend=secondary,
+        )
+        return tee
+
+
+def _counting_rejects(
+    translate: Callable[[bytes], Translated], rejected: PromCounter
+) -> Callable[[bytes], Translated]:
+    """`translate`, counting the client frames it rejects (not JSON, not a typed object)."""
+
+    def inbound(data: bytes) -> Translated:
+        result = translate(data)
+        if result.problem is not None:
+            rejected.inc()
+        return result
+
+    return inbound
+
+
+def _peer_frames(translator: Translator) -> Callable[[bytes], tuple[str, ...]]:
+    """The canonical frames a client frame becomes (an unparseable one becomes none)."""
+
+    def frames(data: bytes) -> tuple[str, ...]:
+        return translator.client_frame(data).to_peer
+
+    return frames
