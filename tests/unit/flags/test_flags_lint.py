@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 
+from strangler.flags.instants import parse_instant
 from strangler.flags.lint import Problem, lint
-from strangler.flags.load import FlagFileError, parse_flags, parse_instant
+from strangler.flags.load import FlagFileError, parse_flags
 
 SOURCE = "flags.yaml"
 ROUTES = ("main", "factory", "isolated")

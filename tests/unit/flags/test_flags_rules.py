@@ -11,7 +11,8 @@ import pytest
 
 from strangler.flags.bucketing import bucket
 from strangler.flags.evaluate import Decision, evaluate
-from strangler.flags.load import parse_flags, parse_instant
+from strangler.flags.instants import parse_instant
+from strangler.flags.load import parse_flags
 from strangler.flags.model import FlagSet, Mode, Reason
 
 KEY = "unified_router"
