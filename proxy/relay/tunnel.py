@@ -3,14 +3,11 @@
 For a connection whose frames the proxy never changes (identity dialect, no shadow
 copy), the per-frame relay's work is waste: nginx, after an upgrade, just moves bytes.
 Here each chunk read from one socket is written to the other as it came, batched as it
-arrived; close frames, pings and permessage-deflate pass end to end. A frame-header
-scanner per direction (`proxy.wsframes`, pure) walks the headers only, to
-
-- count messages and payload bytes for the metrics, as the relay does;
-- end a message over `relay.max_message_bytes` with 1009 on both sides;
-- see each side's close frame, to know when the close handshake is complete;
-- know where frames end, so a close frame of the proxy's own (1001 on shutdown, 1012
-  on drain, 1001/1011 for a vanished peer) is only ever put between two frames.
+arrived; close frames, pings and permessage-deflate pass end to end. Each direction
+(proxy/relay/direction.py) scans frame headers only: to count messages, end one over
+`relay.max_message_bytes` with 1009, see each side's close frame, and put a close frame
+of the proxy's own (1001 on shutdown, 1012 on drain, 1001/1011 for a vanished peer)
+only ever between two frames.
 
 Frames the proxy sends toward the backend are masked: to the backend it is a client.
 Backpressure: when one side's socket cannot take more, the other socket stops being
@@ -30,13 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 
+from strangler.proxy.relay.direction import ClientSink, Direction, Hop, other_side
 from strangler.proxy.relay.frame_relay import (
     CLOSE_GOING_AWAY,
     CLOSE_TOO_BIG,
@@ -52,178 +48,6 @@ from strangler.proxy.relay.wsframes import CLOSE_PROTOCOL_ERROR, FrameScanner, c
 
 # A backend's close code that judges what the client sent (bad input, by reason).
 _BACKEND_VERDICTS = {1007: "invalid_utf8", 1002: "protocol_error"}
-
-
-def _other(side: Side) -> Side:
-    return Side.BACKEND if side is Side.CLIENT else Side.CLIENT
-
-
-@dataclass(slots=True)
-class _Hop:
-    """One peer: its socket, and its part in the close handshake as the proxy sees it."""
-
-    transport: asyncio.Transport
-    closing: bool = False  # a close frame toward this peer is decided
-    close_written: bool = False  # ... and on the wire
-    sent_code: int | None = None  # its code
-    ours: bool = False  # the proxy's own close, not one passed on from the other peer
-    got_close: bool = False  # this peer sent a close frame (or can no longer be read)
-    lost: bool = False  # its socket is gone
-    shut_down: bool = False  # the proxy closed its socket
-
-
-class _Direction:
-    """One direction: what `source` sends, scanned and written to the other peer."""
-
-    # Slots on every per-connection object: an idle connection should cost little.
-    __slots__ = (
-        "_count",
-        "_size",
-        "_written",
-        "destination",
-        "failed",
-        "held",
-        "out",
-        "pending_close",
-        "scanner",
-        "shut",
-        "source",
-        "tunnel",
-    )
-
-    def __init__(
-        self,
-        tunnel: Tunnel,
-        source: Side,
-        scanner: FrameScanner,
-        meters: Meters,
-        destination: _Hop,
-    ) -> None:
-        self.tunnel = tunnel
-        self.source = source
-        self.scanner = scanner
-        self.destination = destination
-        self.out = destination.transport
-        self._count = meters.messages.add
-        self._size = meters.bytes.add
-        # Only bytes toward the client can fill a socket the proxy must watch.
-        self._written = tunnel.client_backpressure if source is Side.BACKEND else None
-        self.held = b""  # the start of a frame header, sent once the header is whole
-        self.pending_close: bytes | None = None  # a close for the next frame boundary
-        self.shut = False  # a close went out this way: nothing more may follow
-        self.failed = False
-
-    def feed(self, data: bytes) -> None:
-        """Bytes from the source: forward what may go, act on what the scan saw."""
-        if self.pending_close is not None:
-            data = self._finish_frame(data)
-        scanner = self.scanner
-        if self.shut or self.destination.lost:
-            # Only the source's close matters now (its answer to the proxy's close).
-            scan = scanner.feed(data)
-            if scan.close_seen:
-                self.tunnel.close_from(self.source, scan.close_code, forwarded=False)
-            return
-        held = self.held
-        buf = held + data if held else data
-        scan = scanner.feed(data)
-        if scan.error:
-            cut = len(held) + scan.error_offset  # the offending frame starts here
-            if cut > 0:
-                self._write(buf[:cut])
-            self.held = b""
-            self._counted(scan.messages, scan.payload_bytes)
-            if not self.failed:
-                self.failed = True
-                self.tunnel.failed(self.source, scan.error)
-            if scan.close_seen:
-                self.tunnel.close_from(self.source, scan.close_code, forwarded=False)
-            return
-        pending = scan.pending
-        if pending:
-            cut = len(buf) - pending
-            if cut:
-                self._write(buf[:cut])
-            self.held = buf[cut:]
-        else:
-            self._write(buf)
-            self.held = b""
-        # _counted, inline: this is the path every chunk takes.
-        if scan.messages:
-            self._count(scan.messages)
-        if scan.payload_bytes:
-            self._size(scan.payload_bytes)
-        if scan.close_seen:
-            self.tunnel.close_from(self.source, scan.close_code, forwarded=True)
-
-    def inject(self, frame: bytes) -> bool:
-        """Put a close frame toward the destination now if between frames, else next."""
-        # After an error, what went out ends where the offending frame began: a boundary,
-        # whatever the scanner, which walks on past it, says.
-        if self.scanner.remaining and not self.failed:
-            self.pending_close = frame
-            # The rest of that one frame (at most max_message_bytes) goes even to a
-            # peer that does not read; its sender must not stay paused behind it.
-            self.tunnel.read_freely(self.source)
-            return False
-        self.held = b""  # a header that never completed: its frame never goes
-        self._write(frame)
-        self.shut = True
-        self.tunnel.read_freely(self.source)
-        return True
-
-    def _finish_frame(self, data: bytes) -> bytes:
-        """Forward the rest of the frame in flight, then the waiting close; the remainder."""
-        need = self.scanner.remaining
-        head, rest = data[:need], data[need:]
-        scan = self.scanner.feed(head)
-        self._write(head)
-        self._counted(scan.messages, scan.payload_bytes)
-        if self.scanner.remaining:
-            return b""
-        frame, self.pending_close = self.pending_close, None
-        assert frame is not None
-        self.shut = True
-        self.tunnel.read_freely(self.source)
-        if scan.close_seen:
-            # The frame in flight was the source's own close: it went, and stands for ours.
-            self.tunnel.close_from(self.source, scan.close_code, forwarded=True)
-            return rest
-        self._write(frame)
-        self.tunnel.written(_other(self.source))
-        return rest
-
-    def _write(self, data: bytes) -> None:
-        out = self.out
-        if out.is_closing():
-            return  # uvloop raises on writes to a closed socket; asyncio drops them
-        out.write(data)
-        written = self._written
-        if written is not None:
-            written()
-
-    def _counted(self, messages: int, nbytes: int) -> None:
-        if messages:
-            self._count(messages)
-        if nbytes:
-            self._size(nbytes)
-
-
-class _ClientSink:
-    """Stands where aiohttp's WebSocketReader would: receives the client's raw bytes."""
-
-    __slots__ = ("_feed", "_tunnel")
-
-    def __init__(self, tunnel: Tunnel, feed: Callable[[bytes], None]) -> None:
-        self._tunnel = tunnel
-        self._feed = feed  # the client's direction, called straight: once per chunk
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self._feed(data)
-        return False, b""  # never "end of message": the request handler keeps feeding
-
-    def feed_eof(self) -> None:
-        self._tunnel.lost(Side.CLIENT)
 
 
 class Tunnel:
@@ -267,16 +91,16 @@ class Tunnel:
         self._backend_lost_code = backend_lost_code
         # Per side as attributes, not dicts keyed by side: two dicts were a tenth of what
         # an idle connection costs beyond nginx.
-        self._client_hop = _Hop(client)
-        self._backend_hop = _Hop(upstream.transport)
-        self._from_client = _Direction(
+        self._client_hop = Hop(client)
+        self._backend_hop = Hop(upstream.transport)
+        self._from_client = Direction(
             self,
             Side.CLIENT,
             FrameScanner(max_message_bytes, masked=True),
             inbound,
             self._backend_hop,
         )
-        self._from_backend = _Direction(
+        self._from_backend = Direction(
             self,
             Side.BACKEND,
             FrameScanner(max_message_bytes, masked=False),
@@ -289,14 +113,14 @@ class Tunnel:
         self._deadline: asyncio.TimerHandle | None = None
         self._draining: asyncio.Task[None] | None = None
 
-    def hop(self, side: Side) -> _Hop:
+    def hop(self, side: Side) -> Hop:
         return self._client_hop if side is Side.CLIENT else self._backend_hop
 
-    def _dir(self, source: Side) -> _Direction:
+    def _dir(self, source: Side) -> Direction:
         """The direction whose bytes come from ``source``."""
         return self._from_client if source is Side.CLIENT else self._from_backend
 
-    def _sides(self) -> tuple[tuple[Side, _Hop], tuple[Side, _Hop]]:
+    def _sides(self) -> tuple[tuple[Side, Hop], tuple[Side, Hop]]:
         return (Side.CLIENT, self._client_hop), (Side.BACKEND, self._backend_hop)
 
     # -- starting ---------------------------------------------------------------------
@@ -313,7 +137,7 @@ class Tunnel:
             self._from_backend.feed(early)
         # aiohttp's request handler feeds its parser what the client sent after the
         # upgrade request; it takes whatever has `feed_data`/`feed_eof`.
-        sink = _ClientSink(self, self._from_client.feed)
+        sink = ClientSink(self, self._from_client.feed)
         self._request_protocol.set_parser(sink)  # type: ignore[arg-type]
         if up.lost:
             self.lost(Side.BACKEND)
@@ -376,7 +200,7 @@ class Tunnel:
         if hop.got_close:
             return
         hop.got_close = True
-        other = _other(side)
+        other = other_side(side)
         if forwarded:
             peer = self.hop(other)
             peer.closing = peer.close_written = True
@@ -393,7 +217,7 @@ class Tunnel:
         if hop.lost:
             return
         hop.lost = True
-        other = _other(side)
+        other = other_side(side)
         if not hop.shut_down and not hop.got_close:
             self._begin(End(side, EndKind.GONE))
         if not self.hop(other).closing:
@@ -414,7 +238,7 @@ class Tunnel:
 
     def failed(self, side: Side, error: int) -> None:
         """`side` broke the protocol (1002) or sent a message over the limit (1009)."""
-        other = _other(side)
+        other = other_side(side)
         if error == CLOSE_TOO_BIG:
             self._begin(End(side, EndKind.TOO_BIG, CLOSE_TOO_BIG))
             self._close_both(
@@ -456,7 +280,7 @@ class Tunnel:
         """A close that waited for a frame boundary is now on its way to `side`."""
         self.hop(side).close_written = True
         self._check(side)
-        self._check(_other(side))
+        self._check(other_side(side))
 
     # -- flow control -----------------------------------------------------------------
 
@@ -504,9 +328,9 @@ class Tunnel:
         hop.sent_code = code
         self._begin(End(toward, EndKind.STOPPED))
         mask = os.urandom(4) if toward is Side.BACKEND else None
-        if self._dir(_other(toward)).inject(close_frame(code, reason, mask=mask)):
+        if self._dir(other_side(toward)).inject(close_frame(code, reason, mask=mask)):
             hop.close_written = True
-        elif self.hop(_other(toward)).lost:
+        elif self.hop(other_side(toward)).lost:
             self._shut(toward)  # the unfinished frame's sender is gone: it never ends
         self._check(toward)
 
