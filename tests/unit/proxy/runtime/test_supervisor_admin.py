@@ -1,65 +1,15 @@
-"""The supervisor's pieces that need no running workers: /proc figures, the shared
-metrics directory, exit descriptions, per-worker series and merged admin answers."""
+"""The supervisor's admin port without running workers: per-worker series and the
+answers of several workers merged into one."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from strangler.proxy.runtime.workers import (
-    Answer,
-    Worker,
-    describe_exit,
-    fresh_metrics_dir,
-    merge_answers,
-    proc_stats,
-)
+from strangler.proxy.runtime.supervisor_admin import Answer, merge_answers
+from strangler.proxy.runtime.worker_slot import Worker
 from strangler.proxy.telemetry.metrics import WorkerSample, WorkerStatsCollector
-
-
-def test_proc_stats_reads_cpu_and_resident_memory_of_a_live_process() -> None:
-    cpu, rss = proc_stats(os.getpid())
-    assert cpu is not None and cpu >= 0
-    assert rss is not None and rss > 1024 * 1024  # a Python interpreter holds megabytes
-
-
-def test_proc_stats_of_a_process_that_is_gone_is_unknown() -> None:
-    assert proc_stats(2**22 + 1) == (None, None)  # above Linux's largest pid
-
-
-def test_exits_are_described_by_code_or_signal_name() -> None:
-    assert describe_exit(0) == "exited with code 0"
-    assert describe_exit(2) == "exited with code 2"
-    assert describe_exit(-signal.SIGKILL) == "was killed by SIGKILL"
-
-
-def test_a_given_metrics_directory_loses_only_its_stale_metric_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "counter_123.db").write_bytes(b"stale")
-    (tmp_path / "gauge_livesum_123.db").write_bytes(b"stale")
-    (tmp_path / "notes.txt").write_text("kept")
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    path, owned = fresh_metrics_dir()
-    assert (path, owned) == (tmp_path, False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-
-
-def test_without_a_given_directory_a_new_empty_one_is_made_and_owned(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    path, owned = fresh_metrics_dir()
-    try:
-        assert owned
-        assert list(path.iterdir()) == []
-    finally:
-        path.rmdir()
 
 
 def test_worker_series_are_labelled_by_index_never_by_pid() -> None:
