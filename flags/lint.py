@@ -20,32 +20,32 @@ from typing import Any, Literal
 
 import yaml
 
-from strangler.flags.load import (
-    _BEFORE_KEYS,
-    _CONDITION_KEYS,
-    _FLAG_KEYS,
-    _GUARD_KEYS,
-    _MODES,
-    _RULE_KEYS,
-    _SEGMENT_KEYS,
-    _TOP_KEYS,
-    FlagLoader,
-    check_document,
+from strangler.flags.load import check_document
+from strangler.flags.schema import (
+    BEFORE_KEYS,
+    CONDITION_KEYS,
+    FLAG_KEYS,
+    GUARD_KEYS,
+    MODES,
+    RULE_KEYS,
+    SEGMENT_KEYS,
+    TOP_KEYS,
 )
+from strangler.flags.yaml_source import FlagLoader
 
 Severity = Literal["error", "warning"]
 
 # Keys that are part of the schema, so naming a duplicate of one cannot leak a user id.
 _SCHEMA_WORDS = frozenset(
     (
-        *_TOP_KEYS,
-        *_FLAG_KEYS,
-        *_SEGMENT_KEYS,
-        *_RULE_KEYS,
-        *_CONDITION_KEYS,
-        *_BEFORE_KEYS,
-        *_GUARD_KEYS,
-        *_MODES,
+        *TOP_KEYS,
+        *FLAG_KEYS,
+        *SEGMENT_KEYS,
+        *RULE_KEYS,
+        *CONDITION_KEYS,
+        *BEFORE_KEYS,
+        *GUARD_KEYS,
+        *MODES,
         "drain",
         "rate",
     )

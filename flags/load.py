@@ -14,16 +14,6 @@ from typing import Any
 from strangler.flags.instants import format_instant, parse_instant
 from strangler.flags.model import FlagSet
 from strangler.flags.report import Finding, FlagFileError
-from strangler.flags.schema import (
-    BEFORE_KEYS,
-    CONDITION_KEYS,
-    FLAG_KEYS,
-    GUARD_KEYS,
-    MODES,
-    RULE_KEYS,
-    SEGMENT_KEYS,
-    TOP_KEYS,
-)
 from strangler.flags.validate import Validator
 from strangler.flags.yaml_source import FlagLoader, read_yaml
 
@@ -39,16 +29,6 @@ __all__ = [
     "parse_flags",
     "parse_instant",
 ]
-
-# flags.lint reads the schema's words under these names (they are flags.schema's).
-_TOP_KEYS = TOP_KEYS
-_FLAG_KEYS = FLAG_KEYS
-_SEGMENT_KEYS = SEGMENT_KEYS
-_RULE_KEYS = RULE_KEYS
-_CONDITION_KEYS = CONDITION_KEYS
-_BEFORE_KEYS = BEFORE_KEYS
-_GUARD_KEYS = GUARD_KEYS
-_MODES = MODES
 
 
 def load_flags(

@@ -40,7 +40,7 @@ def _listening_socket(address: Address, reuse_port: bool = False) -> socket.sock
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         # Several worker processes bind the same port; the kernel spreads new
-        # connections over them (proxy/runtime/workers.py).
+        # connections over them (proxy/runtime/worker.py).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((address.host, address.port))
     sock.setblocking(False)

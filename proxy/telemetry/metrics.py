@@ -368,7 +368,7 @@ class Metrics:
 
 @dataclass(frozen=True, slots=True)
 class WorkerSample:
-    """One worker process as the supervisor sees it (proxy/runtime/workers.py)."""
+    """One worker process as the supervisor sees it (proxy/runtime/worker_slot.py)."""
 
     index: int
     up: bool
