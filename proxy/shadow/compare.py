@@ -1,8 +1,9 @@
-"""The turn comparator: aligns the legacy and unified event streams and judges each turn.
+"""Where a turn is compared: two finished turns' events, legacy being the reference.
 
-Pure code: no sockets, no asyncio, no clock. The relay feeds it the client's requests
-and both backends' canonical events together with the time it saw them, and gets back
-one `Verdict` per turn, in turn order, each exactly once.
+Pure code: no sockets, no asyncio, no clock. `compare_events` takes the canonical events
+one turn got from each backend and names what differs. The comparator that cuts both
+live streams into turns, times them and gives the verdicts is proxy/shadow/turns.py; the
+verdict types are in proxy/shadow/verdict.py.
 
 Legacy is always the reference, whichever side answers the client: a
 ``missing_event`` means the unified router did not send an event legacy sent, in
@@ -15,48 +16,29 @@ paths and short values of status fields only, so they are safe for logs and metr
 from __future__ import annotations
 
 import json
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
 from strangler.legacy_adapters.canonical import VOLATILE_FIELDS
 from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings
+from strangler.proxy.shadow.verdict import Category, Difference, Outcome, Side, Verdict
 
-
-class Outcome(StrEnum):
-    """The verdict on one turn."""
-
-    MATCH = "match"
-    MISMATCH = "mismatch"
-    SHADOW_TIMEOUT = "shadow_timeout"
-    SHADOW_ERROR = "shadow_error"
-    PRIMARY_INCOMPLETE = "primary_incomplete"
-
-
-class Category(StrEnum):
-    """What kind of difference a mismatch found (a bounded metric label)."""
-
-    MISSING_EVENT = "missing_event"
-    EXTRA_EVENT = "extra_event"
-    ORDER = "order"
-    TOOL_SET = "tool_set"
-    TOOL_ARGS = "tool_args"
-    FINAL_STATUS = "final_status"
-    FIELD = "field"
-
-
-class Side(StrEnum):
-    """One of the two backends being compared."""
-
-    LEGACY = "legacy"
-    UNIFIED = "unified"
-
-
-TURN_TYPES = frozenset({"start_agent", "user_message", "agent_request"})
-"""Client message types that start a turn."""
+# The verdict types and the comparison's settings, for importers that find them here.
+__all__ = [
+    "NOT_COMPARED",
+    "TURN_END",
+    "VOLATILE_FIELDS",
+    "Category",
+    "CompareSettings",
+    "Difference",
+    "Outcome",
+    "Side",
+    "Verdict",
+    "compare_events",
+    "event_type",
+]
 
 TURN_END = frozenset({"agent_completed", "agent_error"})
 """Event types that end a turn on the side that sent them."""
@@ -69,44 +51,6 @@ _UNTYPED = "<untyped>"
 _UNNAMED = "<unnamed>"
 _SHORT = 32  # longest status value quoted in a difference detail
 
-# -- results --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    """One difference between the turns; ``detail`` never carries user data."""
-
-    category: Category
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The judgement on one turn of one connection."""
-
-    turn: int
-    """0-based index of the turn on this connection."""
-    request_type: str
-    outcome: Outcome
-    differences: tuple[Difference, ...]
-    """Empty unless the outcome is MISMATCH."""
-    primary: Side
-    """Which side answered the client."""
-    legacy_duration: float | None
-    """Seconds from the client request to the turn end on that side (None: no end seen)."""
-    unified_duration: float | None
-    legacy_first_event: float | None
-    """Seconds from the client request to the first compared event on that side."""
-    unified_first_event: float | None
-    dropped: bool
-    """Secondary data was lost for this turn (queue overflow); the outcome is SHADOW_ERROR."""
-    legacy_events: tuple[Mapping[str, Any], ...] = ()
-    """The turn's events on each side, kept only when the outcome is not MATCH."""
-    unified_events: tuple[Mapping[str, Any], ...] = ()
-
-
-# -- pure comparison ------------------------------------------------------------------
-
 # A compared event: its type and its events (a run of agent_thinking collapses into one
 # item with several chunks).
 _Item = tuple[str, list[Mapping[str, Any]]]
@@ -114,7 +58,8 @@ _ABSENT: Any = object()
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _type_of(event: Mapping[str, Any]) -> str:
+def event_type(event: Mapping[str, Any]) -> str:
+    """The event's ``type``, or ``<untyped>`` when it has none that is a string."""
     kind = event.get("type")
     return kind if isinstance(kind, str) else _UNTYPED
 
@@ -123,7 +68,7 @@ def _collapse(events: Sequence[Mapping[str, Any]]) -> list[_Item]:
     """Drop control frames; merge runs of agent_thinking (chunking is not a difference)."""
     items: list[_Item] = []
     for event in events:
-        kind = _type_of(event)
+        kind = event_type(event)
         if kind in NOT_COMPARED:
             continue
         if kind == _THINKING and items and items[-1][0] == _THINKING:
@@ -327,229 +272,15 @@ def compare_events(
     return tuple(dict.fromkeys(out))
 
 
-# -- the per-connection comparator ----------------------------------------------------
+# The comparator lives in turns.py, which imports this module; importers that still ask
+# for it here (tests/unit/test_fuzz.py) get it on first use, as an import of turns.py at
+# load time would be a cycle.
+_IN_TURNS = frozenset({"TURN_TYPES", "Comparator"})
 
 
-@dataclass(slots=True)
-class _Track:
-    """One side's view of one turn."""
+def __getattr__(name: str) -> Any:
+    if name in _IN_TURNS:
+        from strangler.proxy.shadow import turns
 
-    events: list[Mapping[str, Any]] = field(default_factory=list)
-    first: float | None = None
-    end: float | None = None
-    cut: int = 0  # events beyond max_events_per_turn, not kept
-    keep: bool = True  # False once its data is worthless (dropped, secondary failed)
-
-
-@dataclass(slots=True)
-class _Turn:
-    index: int
-    request_type: str
-    start: float
-    legacy: _Track = field(default_factory=_Track)
-    unified: _Track = field(default_factory=_Track)
-    dropped: bool = False
-    failed: bool = False  # the secondary failed before finishing it: report at once
-
-
-def _since(when: float | None, start: float) -> float | None:
-    return None if when is None else when - start
-
-
-class Comparator:
-    """Per connection: fed both streams as they arrive; yields verdicts as turns complete.
-
-    Each side's events go to that side's oldest turn it has not finished, so the two
-    sides may be on different turns at the same time. Verdicts come out in turn order.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_cursor",
-        "_failed",
-        "_next",
-        "_primary",
-        "_secondary",
-        "_settings",
-        "_turns",
-    )
-
-    def __init__(self, primary: Side, settings: CompareSettings) -> None:
-        self._primary = Side(primary)
-        self._secondary = Side.UNIFIED if self._primary is Side.LEGACY else Side.LEGACY
-        self._settings = settings
-        self._turns: deque[_Turn] = deque()  # turns not yet reported, oldest first
-        self._next = 0  # index of the next turn a client request opens
-        # Per side, the index of the oldest turn that side has not finished. It keeps
-        # counting through turns already reported so late events never leak forward.
-        self._cursor = {Side.LEGACY: 0, Side.UNIFIED: 0}
-        self._failed = False
-        self._closed = False
-
-    @property
-    def open_turns(self) -> int:
-        """Turns started and not yet reported."""
-        return len(self._turns)
-
-    def client_message(self, message: Mapping[str, Any], now: float) -> None:
-        """Start a turn if ``message`` is a request; both sides get the same copy."""
-        kind = message.get("type")
-        if self._closed or not isinstance(kind, str) or kind not in TURN_TYPES:
-            return
-        turn = _Turn(self._next, kind, now)
-        if self._failed:
-            self._track(turn, self._secondary).keep = False
-        self._turns.append(turn)
-        self._next += 1
-
-    def event(self, side: Side, event: Mapping[str, Any], now: float) -> list[Verdict]:
-        """Take one canonical event from ``side``; return the verdicts it completes."""
-        if self._closed:
-            return []
-        kind = _type_of(event)
-        if kind in NOT_COMPARED or (self._failed and side == self._secondary):
-            return self._drain(now)
-        index = self._cursor[side]
-        if index >= self._next:
-            return self._drain(now)  # no request is open on that side: nothing to align
-        turn = self._find(index)
-        if turn is not None:  # None: already reported, the rest of it is discarded
-            track = self._track(turn, side)
-            if track.first is None:
-                track.first = now
-            if track.keep:
-                if len(track.events) < self._settings.max_events_per_turn:
-                    track.events.append(event)
-                else:
-                    track.cut += 1
-            if kind in TURN_END:
-                track.end = now
-        if kind in TURN_END:
-            self._cursor[side] = index + 1
-        return self._drain(now)
-
-    def secondary_failed(self, reason: str, now: float) -> list[Verdict]:
-        """The secondary connection failed: its unfinished turns, and all later ones, error.
-
-        Turns the secondary had already finished are still compared when the primary
-        finishes them. ``reason`` is not kept: it may quote user data or tokens.
-        """
-        if self._closed or self._failed:
-            return []
-        self._failed = True
-        for turn in self._turns:
-            track = self._track(turn, self._secondary)
-            if track.end is None:
-                turn.failed = True
-                track.keep = False
-                track.events = []
-        return self._drain(now)
-
-    def secondary_dropped(self, now: float) -> None:
-        """Secondary data was lost: the turns it had not finished become SHADOW_ERROR."""
-        if self._closed:
-            return
-        for turn in self._turns:
-            track = self._track(turn, self._secondary)
-            if track.end is None:
-                turn.dropped = True
-                track.keep = False
-                track.events = []
-
-    def primary_closed(self, now: float) -> list[Verdict]:
-        """The client left: report every open turn now; later input is ignored."""
-        if self._closed:
-            return []
-        self._closed = True
-        verdicts: list[Verdict] = []
-        for turn in self._turns:
-            verdict = self._resolve(turn, now)
-            if verdict is None:
-                primary = self._track(turn, self._primary)
-                # Unfinished by the primary: the client did not wait. Otherwise the
-                # secondary, which closes with the client, can no longer finish in time.
-                unfinished = primary.end is None
-                outcome = Outcome.PRIMARY_INCOMPLETE if unfinished else Outcome.SHADOW_TIMEOUT
-                verdict = self._verdict(turn, outcome)
-            verdicts.append(verdict)
-        self._turns.clear()
-        return verdicts
-
-    def poll(self, now: float) -> list[Verdict]:
-        """Report turns whose secondary deadline has passed."""
-        return [] if self._closed else self._drain(now)
-
-    # -- internals --
-
-    @staticmethod
-    def _track(turn: _Turn, side: Side) -> _Track:
-        return turn.legacy if side == Side.LEGACY else turn.unified
-
-    def _find(self, index: int) -> _Turn | None:
-        if not self._turns:
-            return None
-        position = index - self._turns[0].index
-        return self._turns[position] if 0 <= position < len(self._turns) else None
-
-    def _drain(self, now: float) -> list[Verdict]:
-        verdicts: list[Verdict] = []
-        while self._turns:
-            verdict = self._resolve(self._turns[0], now)
-            if verdict is None:
-                break  # later turns wait: verdicts come out in turn order
-            self._turns.popleft()
-            verdicts.append(verdict)
-        return verdicts
-
-    def _resolve(self, turn: _Turn, now: float) -> Verdict | None:
-        """The verdict on ``turn`` if it can be given at ``now``, else None."""
-        primary = self._track(turn, self._primary)
-        secondary = self._track(turn, self._secondary)
-        if turn.failed:
-            return self._verdict(turn, Outcome.SHADOW_ERROR)
-        if primary.end is None:
-            return None
-        if turn.dropped or (self._failed and secondary.end is None):
-            return self._verdict(turn, Outcome.SHADOW_ERROR)
-        duration = primary.end - turn.start
-        settings = self._settings
-        deadline = primary.end + max(settings.timeout_factor * duration, settings.timeout_floor)
-        if secondary.end is None:
-            return self._verdict(turn, Outcome.SHADOW_TIMEOUT) if now > deadline else None
-        if secondary.end > deadline:
-            # Late is late, however often the relay polls.
-            return self._verdict(turn, Outcome.SHADOW_TIMEOUT)
-        differences = self._cut_differences(turn) or compare_events(
-            turn.legacy.events, turn.unified.events, settings
-        )
-        outcome = Outcome.MISMATCH if differences else Outcome.MATCH
-        return self._verdict(turn, outcome, differences)
-
-    def _cut_differences(self, turn: _Turn) -> tuple[Difference, ...]:
-        # A cut turn cannot be compared faithfully: report the cut, not its side effects.
-        limit = self._settings.max_events_per_turn
-        return tuple(
-            Difference(Category.EXTRA_EVENT, f"more than {limit} events ({side})")
-            for side in Side
-            if self._track(turn, side).cut
-        )
-
-    def _verdict(
-        self, turn: _Turn, outcome: Outcome, differences: tuple[Difference, ...] = ()
-    ) -> Verdict:
-        legacy, unified = turn.legacy, turn.unified
-        return Verdict(
-            turn=turn.index,
-            request_type=turn.request_type,
-            outcome=outcome,
-            differences=differences,
-            primary=self._primary,
-            legacy_duration=_since(legacy.end, turn.start),
-            unified_duration=_since(unified.end, turn.start),
-            legacy_first_event=_since(legacy.first, turn.start),
-            unified_first_event=_since(unified.first, turn.start),
-            dropped=turn.dropped,
-            # Transcripts explain a non-match; a match needs none, so none are kept.
-            legacy_events=() if outcome is Outcome.MATCH else tuple(legacy.events),
-            unified_events=() if outcome is Outcome.MATCH else tuple(unified.events),
-        )
+        return getattr(turns, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,8 +33,9 @@ from strangler.legacy_adapters.base import Adapter
 from strangler.legacy_adapters.registry import adapter as dialect_adapter
 from strangler.proxy.config import ShadowSettings
 from strangler.proxy.relay import upstream
-from strangler.proxy.shadow.compare import Comparator, Outcome, Side, Verdict
 from strangler.proxy.shadow.redact import redact
+from strangler.proxy.shadow.turns import Comparator
+from strangler.proxy.shadow.verdict import Outcome, Side, Verdict
 from strangler.proxy.telemetry.metrics import Metrics
 
 log = logging.getLogger("strangler.shadow")

@@ -1,0 +1,246 @@
+"""The per-connection comparator: both backends' streams cut into turns, each judged once.
+
+Pure code: no sockets, no asyncio, no clock. The relay feeds it the client's requests
+and both backends' canonical events together with the time it saw them, and gets back
+one `Verdict` per turn, in turn order, each exactly once. The turn's events themselves
+are compared by `compare_events` (proxy/shadow/compare.py).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings
+from strangler.proxy.shadow.compare import TURN_END, compare_events, event_type
+from strangler.proxy.shadow.verdict import Category, Difference, Outcome, Side, Verdict
+
+TURN_TYPES = frozenset({"start_agent", "user_message", "agent_request"})
+"""Client message types that start a turn."""
+
+
+@dataclass(slots=True)
+class _Track:
+    """One side's view of one turn."""
+
+    events: list[Mapping[str, Any]] = field(default_factory=list)
+    first: float | None = None
+    end: float | None = None
+    cut: int = 0  # events beyond max_events_per_turn, not kept
+    keep: bool = True  # False once its data is worthless (dropped, secondary failed)
+
+
+@dataclass(slots=True)
+class _Turn:
+    index: int
+    request_type: str
+    start: float
+    legacy: _Track = field(default_factory=_Track)
+    unified: _Track = field(default_factory=_Track)
+    dropped: bool = False
+    failed: bool = False  # the secondary failed before finishing it: report at once
+
+
+def _since(when: float | None, start: float) -> float | None:
+    return None if when is None else when - start
+
+
+class Comparator:
+    """Per connection: fed both streams as they arrive; yields verdicts as turns complete.
+
+    Each side's events go to that side's oldest turn it has not finished, so the two
+    sides may be on different turns at the same time. Verdicts come out in turn order.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_cursor",
+        "_failed",
+        "_next",
+        "_primary",
+        "_secondary",
+        "_settings",
+        "_turns",
+    )
+
+    def __init__(self, primary: Side, settings: CompareSettings) -> None:
+        self._primary = Side(primary)
+        self._secondary = Side.UNIFIED if self._primary is Side.LEGACY else Side.LEGACY
+        self._settings = settings
+        self._turns: deque[_Turn] = deque()  # turns not yet reported, oldest first
+        self._next = 0  # index of the next turn a client request opens
+        # Per side, the index of the oldest turn that side has not finished. It keeps
+        # counting through turns already reported so late events never leak forward.
+        self._cursor = {Side.LEGACY: 0, Side.UNIFIED: 0}
+        self._failed = False
+        self._closed = False
+
+    @property
+    def open_turns(self) -> int:
+        """Turns started and not yet reported."""
+        return len(self._turns)
+
+    def client_message(self, message: Mapping[str, Any], now: float) -> None:
+        """Start a turn if ``message`` is a request; both sides get the same copy."""
+        kind = message.get("type")
+        if self._closed or not isinstance(kind, str) or kind not in TURN_TYPES:
+            return
+        turn = _Turn(self._next, kind, now)
+        if self._failed:
+            self._track(turn, self._secondary).keep = False
+        self._turns.append(turn)
+        self._next += 1
+
+    def event(self, side: Side, event: Mapping[str, Any], now: float) -> list[Verdict]:
+        """Take one canonical event from ``side``; return the verdicts it completes."""
+        if self._closed:
+            return []
+        kind = event_type(event)
+        if kind in NOT_COMPARED or (self._failed and side == self._secondary):
+            return self._drain(now)
+        index = self._cursor[side]
+        if index >= self._next:
+            return self._drain(now)  # no request is open on that side: nothing to align
+        turn = self._find(index)
+        if turn is not None:  # None: already reported, the rest of it is discarded
+            track = self._track(turn, side)
+            if track.first is None:
+                track.first = now
+            if track.keep:
+                if len(track.events) < self._settings.max_events_per_turn:
+                    track.events.append(event)
+                else:
+                    track.cut += 1
+            if kind in TURN_END:
+                track.end = now
+        if kind in TURN_END:
+            self._cursor[side] = index + 1
+        return self._drain(now)
+
+    def secondary_failed(self, reason: str, now: float) -> list[Verdict]:
+        """The secondary connection failed: its unfinished turns, and all later ones, error.
+
+        Turns the secondary had already finished are still compared when the primary
+        finishes them. ``reason`` is not kept: it may quote user data or tokens.
+        """
+        if self._closed or self._failed:
+            return []
+        self._failed = True
+        for turn in self._turns:
+            track = self._track(turn, self._secondary)
+            if track.end is None:
+                turn.failed = True
+                track.keep = False
+                track.events = []
+        return self._drain(now)
+
+    def secondary_dropped(self, now: float) -> None:
+        """Secondary data was lost: the turns it had not finished become SHADOW_ERROR."""
+        if self._closed:
+            return
+        for turn in self._turns:
+            track = self._track(turn, self._secondary)
+            if track.end is None:
+                turn.dropped = True
+                track.keep = False
+                track.events = []
+
+    def primary_closed(self, now: float) -> list[Verdict]:
+        """The client left: report every open turn now; later input is ignored."""
+        if self._closed:
+            return []
+        self._closed = True
+        verdicts: list[Verdict] = []
+        for turn in self._turns:
+            verdict = self._resolve(turn, now)
+            if verdict is None:
+                primary = self._track(turn, self._primary)
+                # Unfinished by the primary: the client did not wait. Otherwise the
+                # secondary, which closes with the client, can no longer finish in time.
+                unfinished = primary.end is None
+                outcome = Outcome.PRIMARY_INCOMPLETE if unfinished else Outcome.SHADOW_TIMEOUT
+                verdict = self._verdict(turn, outcome)
+            verdicts.append(verdict)
+        self._turns.clear()
+        return verdicts
+
+    def poll(self, now: float) -> list[Verdict]:
+        """Report turns whose secondary deadline has passed."""
+        return [] if self._closed else self._drain(now)
+
+    # -- internals --
+
+    @staticmethod
+    def _track(turn: _Turn, side: Side) -> _Track:
+        return turn.legacy if side == Side.LEGACY else turn.unified
+
+    def _find(self, index: int) -> _Turn | None:
+        if not self._turns:
+            return None
+        position = index - self._turns[0].index
+        return self._turns[position] if 0 <= position < len(self._turns) else None
+
+    def _drain(self, now: float) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        while self._turns:
+            verdict = self._resolve(self._turns[0], now)
+            if verdict is None:
+                break  # later turns wait: verdicts come out in turn order
+            self._turns.popleft()
+            verdicts.append(verdict)
+        return verdicts
+
+    def _resolve(self, turn: _Turn, now: float) -> Verdict | None:
+        """The verdict on ``turn`` if it can be given at ``now``, else None."""
+        primary = self._track(turn, self._primary)
+        secondary = self._track(turn, self._secondary)
+        if turn.failed:
+            return self._verdict(turn, Outcome.SHADOW_ERROR)
+        if primary.end is None:
+            return None
+        if turn.dropped or (self._failed and secondary.end is None):
+            return self._verdict(turn, Outcome.SHADOW_ERROR)
+        duration = primary.end - turn.start
+        settings = self._settings
+        deadline = primary.end + max(settings.timeout_factor * duration, settings.timeout_floor)
+        if secondary.end is None:
+            return self._verdict(turn, Outcome.SHADOW_TIMEOUT) if now > deadline else None
+        if secondary.end > deadline:
+            # Late is late, however often the relay polls.
+            return self._verdict(turn, Outcome.SHADOW_TIMEOUT)
+        differences = self._cut_differences(turn) or compare_events(
+            turn.legacy.events, turn.unified.events, settings
+        )
+        outcome = Outcome.MISMATCH if differences else Outcome.MATCH
+        return self._verdict(turn, outcome, differences)
+
+    def _cut_differences(self, turn: _Turn) -> tuple[Difference, ...]:
+        # A cut turn cannot be compared faithfully: report the cut, not its side effects.
+        limit = self._settings.max_events_per_turn
+        return tuple(
+            Difference(Category.EXTRA_EVENT, f"more than {limit} events ({side})")
+            for side in Side
+            if self._track(turn, side).cut
+        )
+
+    def _verdict(
+        self, turn: _Turn, outcome: Outcome, differences: tuple[Difference, ...] = ()
+    ) -> Verdict:
+        legacy, unified = turn.legacy, turn.unified
+        return Verdict(
+            turn=turn.index,
+            request_type=turn.request_type,
+            outcome=outcome,
+            differences=differences,
+            primary=self._primary,
+            legacy_duration=_since(legacy.end, turn.start),
+            unified_duration=_since(unified.end, turn.start),
+            legacy_first_event=_since(legacy.first, turn.start),
+            unified_first_event=_since(unified.first, turn.start),
+            dropped=turn.dropped,
+            # Transcripts explain a non-match; a match needs none, so none are kept.
+            legacy_events=() if outcome is Outcome.MATCH else tuple(legacy.events),
+            unified_events=() if outcome is Outcome.MATCH else tuple(unified.events),
+        )
