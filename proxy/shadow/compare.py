@@ -23,22 +23,7 @@ from typing import Any
 
 from strangler.legacy_adapters.canonical import VOLATILE_FIELDS
 from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings
-from strangler.proxy.shadow.verdict import Category, Difference, Outcome, Side, Verdict
-
-# The verdict types and the comparison's settings, for importers that find them here.
-__all__ = [
-    "NOT_COMPARED",
-    "TURN_END",
-    "VOLATILE_FIELDS",
-    "Category",
-    "CompareSettings",
-    "Difference",
-    "Outcome",
-    "Side",
-    "Verdict",
-    "compare_events",
-    "event_type",
-]
+from strangler.proxy.shadow.verdict import Category, Difference
 
 TURN_END = frozenset({"agent_completed", "agent_error"})
 """Event types that end a turn on the side that sent them."""
@@ -270,17 +255,3 @@ def compare_events(
     _compare_tools(left, right, out)
     _compare_fields(left, right, settings, out)
     return tuple(dict.fromkeys(out))
-
-
-# The comparator lives in turns.py, which imports this module; importers that still ask
-# for it here (tests/unit/test_fuzz.py) get it on first use, as an import of turns.py at
-# load time would be a cycle.
-_IN_TURNS = frozenset({"TURN_TYPES", "Comparator"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _IN_TURNS:
-        from strangler.proxy.shadow import turns
-
-        return getattr(turns, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from strangler.flags.lint import lint
 from strangler.flags.load import FlagFileError, parse_flags
+from strangler.proxy.config.compare import CompareSettings
 from strangler.proxy.edge.identity import (
     AuthError,
     JwtSettings,
@@ -23,15 +24,9 @@ from strangler.proxy.edge.identity import (
     choose_subprotocol,
     extract_credentials,
 )
-from strangler.proxy.shadow.compare import (
-    TURN_END,
-    TURN_TYPES,
-    Comparator,
-    CompareSettings,
-    Outcome,
-    Side,
-    compare_events,
-)
+from strangler.proxy.shadow.compare import TURN_END, compare_events
+from strangler.proxy.shadow.turns import TURN_TYPES, Comparator
+from strangler.proxy.shadow.verdict import Outcome, Side
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Comparator inputs are costly to generate: fewer, so the suite stays fast.

@@ -13,17 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strangler.proxy.shadow.compare import (
-    NOT_COMPARED,
-    TURN_END,
-    VOLATILE_FIELDS,
-    Category,
-    CompareSettings,
-    Difference,
-    Outcome,
-    Side,
-    compare_events,
-)
+from strangler.legacy_adapters.canonical import VOLATILE_FIELDS
+from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings
+from strangler.proxy.shadow.compare import TURN_END, compare_events
+from strangler.proxy.shadow.verdict import Category, Difference, Outcome, Side
 from tests.unit.proxy.shadow.playbook import (
     DEFAULTS,
     canonical_turn,

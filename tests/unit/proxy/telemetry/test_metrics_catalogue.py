@@ -14,7 +14,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from strangler.flags.model import Mode, Reason
 from strangler.flags.watch import ReloadResult
 from strangler.proxy.edge.identity import AUTH_REASONS
-from strangler.proxy.shadow.compare import Category, Outcome, Side
+from strangler.proxy.shadow.verdict import Category, Outcome, Side
 from strangler.proxy.telemetry import metrics as metrics_module
 from strangler.proxy.telemetry.metrics import Metrics, WorkerSample, WorkerStatsCollector
 
