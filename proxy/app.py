@@ -10,7 +10,9 @@ the legacy paths is forwarded to the legacy backend.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -32,7 +34,7 @@ from strangler.proxy.release.guards import Guards
 from strangler.proxy.release.plan import Plan
 from strangler.proxy.serving.backends import Backends
 from strangler.proxy.serving.serve import Serving
-from strangler.proxy.shadow.tee import ShadowHub
+from strangler.proxy.shadow.hub import ShadowHub
 from strangler.proxy.telemetry.metrics import Metrics
 
 
@@ -44,13 +46,15 @@ class Proxy:
         self.flags = flags
         self.metrics = metrics
         self.draining = False
+        # Background work (tees, drains, closing stalled clients), cancelled at stop.
+        self._tasks: set[asyncio.Task[None]] = set()
         self.routes = RouteTable(config.routes)
-        self.shadow = ShadowHub(config.shadow, metrics)
+        self.shadow = ShadowHub(config.shadow, metrics, spawn=self.spawn)
         self.connections = OpenConnections(
-            metrics, config.limits, config.relay.close_timeout, self.shadow.spawn
+            metrics, config.limits, config.relay.close_timeout, self.spawn
         )
         self.release = ReleaseControl(
-            flags, metrics, tuple(config.route_names), self.connections, self.shadow.spawn
+            flags, metrics, tuple(config.route_names), self.connections, self.spawn
         )
         self.backends = Backends(config, metrics, self.release.observe)
         self.admission = Admission(config, metrics, self.backends.http)
@@ -64,8 +68,17 @@ class Proxy:
 
     async def stop(self) -> None:
         await self.connections.stop()
-        await self.shadow.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.shadow.stop()
         await self.backends.stop()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` on a task of its own, kept until it ends or the proxy stops."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # The release's entry points the server, the admin port and the tools call.
 

@@ -39,7 +39,8 @@ from strangler.proxy.relay.frame_relay import (
 from strangler.proxy.relay.tunnel import accept as accept_tunnel
 from strangler.proxy.release.control import ReleaseControl
 from strangler.proxy.serving.backends import PRIMARY, Backends
-from strangler.proxy.shadow.tee import ShadowHub, Tee
+from strangler.proxy.shadow.hub import ShadowHub
+from strangler.proxy.shadow.tee import Tee
 from strangler.proxy.shadow.verdict import Side
 from strangler.proxy.telemetry.metrics import Metrics
 

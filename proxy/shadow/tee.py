@@ -16,12 +16,8 @@ import contextlib
 import json
 import logging
 import logging.handlers
-import queue
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,105 +27,16 @@ from multidict import CIMultiDict
 from strangler.flags.model import MISMATCH_RATIO, UNIFIED_ERROR_RATIO
 from strangler.legacy_adapters.base import Adapter
 from strangler.legacy_adapters.registry import adapter as dialect_adapter
-from strangler.proxy.config import ShadowSettings
 from strangler.proxy.relay import upstream
+from strangler.proxy.shadow.hub import MismatchSample, ShadowHub
 from strangler.proxy.shadow.redact import redact
 from strangler.proxy.shadow.turns import Comparator
 from strangler.proxy.shadow.verdict import Outcome, Side, Verdict
-from strangler.proxy.telemetry.metrics import Metrics
 
 log = logging.getLogger("strangler.shadow")
 
 SHADOW_HEADER = "X-Strangler-Shadow"
 _POLL_SECONDS = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class MismatchSample:
-    """One recent non-matching turn, for the admin endpoint (no user data)."""
-
-    at: float
-    route: str
-    mode: str
-    turn: int
-    request_type: str
-    outcome: str
-    differences: tuple[tuple[str, str], ...]
-    legacy: tuple[Any, ...]  # the turn's events on each side, redacted
-    unified: tuple[Any, ...]
-
-
-@dataclass(eq=False)
-class ShadowHub:
-    """Proxy-wide shadow state: the switch, the secondary count, recent mismatches."""
-
-    settings: ShadowSettings
-    metrics: Metrics
-    enabled: bool = True
-    active: int = 0
-    samples: deque[MismatchSample] = field(default_factory=deque)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    _log: logging.Logger | None = None
-    _listener: logging.handlers.QueueListener | None = None
-    _handler: logging.Handler | None = None
-
-    def __post_init__(self) -> None:
-        self.enabled = self.settings.enabled
-        self.samples = deque(maxlen=self.settings.mismatch_samples)
-        if self.settings.mismatch_log is not None:
-            self._open_log(self.settings.mismatch_log)
-
-    def _open_log(self, path: Path) -> None:
-        # The file is written by a listener thread, so a slow disk never stalls the loop.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            path,
-            maxBytes=self.settings.mismatch_log_max_bytes,
-            backupCount=self.settings.mismatch_log_backups,
-            encoding="utf-8",
-        )
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self._handler = handler
-        self._listener = logging.handlers.QueueListener(records, handler)
-        self._listener.start()
-        self._log = logging.getLogger(f"strangler.mismatches.{id(self)}")
-        self._log.propagate = False
-        self._log.setLevel(logging.INFO)
-        self._log.addHandler(logging.handlers.QueueHandler(records))
-
-    def record(self, sample: MismatchSample) -> None:
-        """Keep a non-matching turn for the admin port and the JSONL file."""
-        self.samples.append(sample)
-        if self._log is not None:
-            self._log.info(json.dumps(asdict(sample), default=str, ensure_ascii=False))
-
-    def admit(self, route: str) -> bool:
-        """Whether one more secondary may open now; counts why not."""
-        if not self.enabled:
-            self.metrics.secondary_skipped.labels(route, "switched_off").inc()
-            return False
-        if self.active >= self.settings.max_secondary_connections:
-            self.metrics.secondary_skipped.labels(route, "at_capacity").inc()
-            return False
-        return True
-
-    def spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def stop(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self._listener is not None:
-            self._listener.stop()  # writes what is queued, then returns
-            self._listener = None
-        if self._handler is not None:
-            self._handler.close()
-            self._handler = None
 
 
 # Items of the comparison queue: who sent it, the raw frame, when it passed.
