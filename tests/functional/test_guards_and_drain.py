@@ -220,6 +220,12 @@ async def test_an_unreachable_unified_router_trips_the_error_guard(start_proxy: 
         ws = await s.ws_connect(p.url(), headers=bearer("u1"))
         assert await who(ws) == "unified"  # one good handshake
         await ws.close()
+
+        async def u1_ended() -> bool:
+            # Its end is a guard sample too: counted before the failures, not among them.
+            return not p.running.proxy.connections
+
+        await wait_for(u1_ended)
         await p.unified.stop()
         for user in ("u2", "u3"):
             # Served by legacy through the fallback; each failed handshake is a bad sample.
