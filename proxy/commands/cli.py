@@ -43,14 +43,21 @@ def _run_loop(main: asyncio.Future[None] | object) -> None:
     asyncio.run(main)  # type: ignore[arg-type]
 
 
+def _config_problems(exc: ConfigError) -> int:
+    """Every problem on its own line (`file:line:col: key: what`), then how many."""
+    print(exc, file=sys.stderr)
+    if len(exc.problems) > 1:
+        print(f"strangler: {exc.source}: {len(exc.problems)} problems", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from strangler.proxy.runtime.server import serve_forever
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"strangler: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _config_problems(exc)
     # The config's logging section; --log-level (or STRANGLER_LOG_LEVEL) overrides its level.
     args.log_level = args.log_level or config.logging.level  # workers inherit it
     _setup_logging(args.log_level, config.logging.format)
@@ -80,7 +87,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         flagset = load_flags(config.flags.file, known_routes=config.route_names)
-    except (ConfigError, FlagFileError) as exc:
+    except ConfigError as exc:
+        return _config_problems(exc)
+    except FlagFileError as exc:
         print(f"strangler: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     print(

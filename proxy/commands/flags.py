@@ -460,23 +460,19 @@ def _config(path: str) -> Config:
         return load_config(path)
     except ConfigError as exc:
         error = exc
-    raw: Any = None
-    for _ in range(2):  # at most the jwt and the admin_auth sections
-        if error.key.startswith("jwt."):
-            patch = _without_jwt_secret
-        elif error.key.startswith("admin_auth"):
-            patch = _without_admin_auth
-        else:
-            break
+    # Every problem is reported at once: set aside the sections they are all in, if those
+    # are only the secret-bearing ones, and read the rest.
+    sections = {problem.key.partition(".")[0] for problem in error.problems}
+    if sections <= {"jwt", "admin_auth"}:
         try:
-            if raw is None:
-                raw = yaml.safe_load(Path(path).read_text())
-            patch(raw)
+            raw = yaml.safe_load(Path(path).read_text())
+            if "jwt" in sections:
+                _without_jwt_secret(raw)
+            if "admin_auth" in sections:
+                _without_admin_auth(raw)
             return parse_config(yaml.safe_dump(raw), path)
-        except ConfigError as exc:
-            error = exc
-        except (OSError, yaml.YAMLError, AttributeError, TypeError):
-            break
+        except (ConfigError, OSError, yaml.YAMLError, AttributeError, TypeError):
+            pass  # the file's own problems say more than the patched copy's
     raise _Unable(f"configuration error: {error}")
 
 

@@ -55,32 +55,44 @@ def test_good_config_parses_with_defaults_filled_in() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "key", "words"),
+    ("change", "key", "where", "words"),
     [
-        (("listen: 127.0.0.1:8080", "listen: nowhere"), "listen", "host:port"),
-        (("ws://127.0.0.1:8091/", "http://127.0.0.1:8091"), "backends.legacy.url", "ws://"),
-        (("connect_timeout: 2", "connect_timeout: -1"), "backends.legacy.connect_timeout", "> 0"),
-        (("dialect: factory", "dialect: fancy"), "routes[2].dialect", "unknown dialect"),
-        (("auth: none", "auth: maybe"), "routes[3].auth", "unknown auth style"),
-        (("name: factory", "name: main"), "routes[2].name", "defined twice"),
-        (("path: /websocket", "path: /ws"), "routes[3].path", "claimed by two routes"),
-        (("path: /websocket", "path: websocket"), "routes[3].path", "start with '/'"),
-        (('path: "/ws/{user_id}"', 'path: "/ws/x{user_id}"'), "routes[1].path", "whole segment"),
+        (("listen: 127.0.0.1:8080", "listen: nowhere"), "listen", "2:1", "host:port"),
+        (("ws://127.0.0.1:8091/", "http://127.0.0.1:8091"), "backends.legacy.url", "5:12", "ws://"),
+        (
+            ("connect_timeout: 2", "connect_timeout: -1"),
+            "backends.legacy.connect_timeout",
+            "5:41",
+            "> 0",
+        ),
+        (("dialect: factory", "dialect: fancy"), "routes[2].dialect", "10:40", "unknown dialect"),
+        (("auth: none", "auth: maybe"), "routes[3].auth", "11:55", "unknown auth style"),
+        (("name: factory", "name: main"), "routes[2].name", "10:6", "defined twice"),
+        (("path: /websocket", "path: /ws"), "routes[3].path", "11:20", "claimed by two routes"),
+        (("path: /websocket", "path: websocket"), "routes[3].path", "11:20", "start with '/'"),
+        (
+            ('path: "/ws/{user_id}"', 'path: "/ws/x{user_id}"'),
+            "routes[1].path",
+            "9:23",
+            "whole segment",
+        ),
         (
             ("flags: {file: flags.yaml}", "flags: {file: flags.yaml, colour: red}"),
             "flags.colour",
+            "12:27",
             "unknown key",
         ),
         (
             ("jwt: {secret_env: CFG_TEST_SECRET,", "jwt: {algorithms: [none], secret_env: X,"),
             "jwt.algorithms",
+            "13:7",
             "never allowed",
         ),
-        (("CFG_TEST_SECRET", "CFG_TEST_UNSET"), "jwt.secret_env", "not set"),
+        (("CFG_TEST_SECRET", "CFG_TEST_UNSET"), "jwt.secret_env", "13:7", "not set"),
     ],
 )
 def test_each_error_names_the_file_the_key_and_the_problem(
-    change: tuple[str, str], key: str, words: str
+    change: tuple[str, str], key: str, where: str, words: str
 ) -> None:
     old, new = change
     assert old in GOOD
@@ -88,12 +100,14 @@ def test_each_error_names_the_file_the_key_and_the_problem(
     assert error.source == "/etc/strangler/strangler.yaml"
     assert error.key == key
     assert words.replace("> 0", "greater than 0") in error.problem
-    assert str(error).startswith(f"/etc/strangler/strangler.yaml: {key}: ")
+    assert str(error) == f"/etc/strangler/strangler.yaml:{where}: {key}: {error.problem}"
 
 
 def test_yaml_syntax_error_gives_line_and_column() -> None:
     error = error_for("listen: [oops\nroutes: 3\n")
-    assert "not valid YAML (line" in error.problem
+    assert str(error) == (
+        "/etc/strangler/strangler.yaml:2:7: not valid YAML: expected ',' or ']', but got ':'"
+    )
 
 
 def test_config_without_routes_is_refused() -> None:
@@ -152,4 +166,5 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"{config}: routes[2].dialect: unknown dialect 'fancy'" in result.stderr
+    assert result.stderr.startswith(f"{config}:10:40: routes[2].dialect: unknown dialect 'fancy'")
+    assert result.stderr.count("\n") == 1
