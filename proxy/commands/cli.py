@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -13,7 +14,7 @@ from strangler.flags.load import FlagFileError
 from strangler.proxy import __version__
 from strangler.proxy.commands.backend import add_backend_parser
 from strangler.proxy.commands.flags import add_flags_parser
-from strangler.proxy.config import ConfigError, load_config
+from strangler.proxy.config import ConfigError, json_schema, load_config
 from strangler.proxy.telemetry.logs import setup_logging
 
 EXIT_CONFIG = 2
@@ -99,6 +100,12 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_schema(args: argparse.Namespace) -> int:
+    # The committed copy, docs/strangler.schema.json, is this output (a test compares).
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from strangler.proxy.commands.demo import run_demo
 
@@ -165,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate strangler.yaml and its flag file")
     check.add_argument("--config", "-c", default="strangler.yaml")
     check.set_defaults(func=_cmd_check_config)
+
+    schema = sub.add_parser(
+        "config-schema", help="print the JSON Schema of strangler.yaml (for editors)"
+    )
+    schema.set_defaults(func=_cmd_config_schema)
 
     demo = sub.add_parser("demo", help="proxy + reference backends + a guided tour")
     demo.add_argument("--workdir", default=".demo", help="where the demo's editable files go")
