@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from strangler.proxy.commands.client import run_client
-from strangler.proxy.config import Address, Config, load_config
+from strangler.proxy.config import Address, Config, json_schema, load_config
 from strangler.proxy.runtime.server import start
 from strangler.reference.legacy_backend import build_legacy_app
 from strangler.reference.settings import BackendSettings
@@ -59,10 +60,23 @@ TOUR_METRICS = (
 )
 
 
+# The first line of the shipped file points editors at the schema in the repository.
+_MODELINE = "# yaml-language-server: $schema="
+
+
 def prepare_workdir(workdir: Path) -> Path:
-    """Copy the demo configuration into `workdir`; an edited flags file is kept."""
+    """Copy the demo configuration into `workdir`; an edited flags file is kept.
+
+    The schema goes beside the copy and its modeline points there, so an editor opened
+    on the demo's strangler.yaml completes and checks it wherever the demo runs.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(CONFIG_DIR / "strangler.yaml", workdir / "strangler.yaml")
+    schema = workdir / "strangler.schema.json"
+    schema.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    lines = (CONFIG_DIR / "strangler.yaml").read_text().splitlines(keepends=True)
+    if lines and lines[0].startswith(_MODELINE):
+        lines[0] = f"{_MODELINE}./{schema.name}\n"
+    (workdir / "strangler.yaml").write_text("".join(lines))
     flags = workdir / "flags.yaml"
     if not flags.exists():
         shutil.copyfile(CONFIG_DIR / "flags.yaml", flags)
