@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from strangler.legacy_adapters.canonical import strip_volatile
 from strangler.proxy.commands.client import run_client
 from strangler.proxy.config import Address, Config, json_schema, load_config
 from strangler.proxy.runtime.server import start
@@ -30,25 +31,6 @@ from strangler.reference.unified_backend import build_unified_app
 DEMO_SECRET = "demo-secret-change-me-before-production-use"
 CONFIG_DIR = Path(__file__).with_name("demo_config")
 DEFAULT_BASE_PORT = 8080  # proxy; admin +10, legacy backend +11, unified router +12
-
-# Fields that differ on every run, and the instance name each backend signs with.
-VOLATILE = frozenset(
-    {
-        "timestamp",
-        "connection_id",
-        "run_id",
-        "thread_id",
-        "request_id",
-        "message_id",
-        "user_id",
-        "execution_time_ms",
-        "duration",
-        "stats",
-        "attempt",
-        "server_time",
-        "server_id",
-    }
-)
 
 # The metric families the tour prints, to show both backends at work.
 TOUR_METRICS = (
@@ -147,19 +129,6 @@ async def _tour(url: str, admin_port: int, secret: str) -> None:
     for sample in state["recent_mismatches"][:3]:
         found = ", ".join(f"{c} {d}" for c, d in sample["differences"])
         print(f"  mismatch on route {sample['route']} turn {sample['turn']}: {found}")
-
-
-def strip_volatile(frames: list[dict[str, Any]]) -> list[Any]:
-    """The frames without the fields that differ on every run (LEGACY_SURFACE.md)."""
-
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in VOLATILE}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return [strip(f) for f in frames]
 
 
 async def run_demo(
