@@ -63,12 +63,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     args.log_level = args.log_level or config.logging.level  # workers inherit it
     _setup_logging(args.log_level, config.logging.format)
     if args.workers is not None:
-        from strangler.proxy.runtime.workers import run_supervisor
+        from strangler.proxy.runtime.supervisor import run_supervisor
 
         return run_supervisor(args.config, config, args.workers, args.log_level, _run_loop)
     try:
         if args.worker_index is not None:
-            from strangler.proxy.runtime.workers import run_worker
+            from strangler.proxy.runtime.worker import run_worker
 
             _run_loop(run_worker(config, args.worker_index))
         else:
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run N proxy processes on the listen port, one admin port for all",
     )
-    # Set by the supervisor when it starts a worker (proxy/runtime/workers.py).
+    # Set by the supervisor when it starts a worker (proxy/runtime/supervisor.py).
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
 

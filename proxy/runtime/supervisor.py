@@ -1,4 +1,4 @@
-"""The supervisor of `strangler run --workers N` (overview: ``runtime.workers``): starts
+"""The supervisor of `strangler run --workers N` (overview: the ``runtime`` package): starts
 the workers, restarts one that dies, forwards signals to them and stops them."""
 
 from __future__ import annotations
