@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -811,10 +812,12 @@ def source_layout(source: Path) -> tuple[str, Path]:
 
 
 def detect_tunnel(source: Path) -> bool:
-    """Whether this build of the proxy has the relay.tunnel switch."""
-    schema = source / "proxy" / "config" / "__init__.py"
-    text = (schema if schema.exists() else source / "proxy" / "config.py").read_text()
-    return '"tunnel"' in text
+    """Whether this build of the proxy has the relay.tunnel switch: a `"tunnel"` key read
+    by hand (older builds) or a `tunnel` field of the relay settings (the schema)."""
+    package = source / "proxy" / "config"
+    files = sorted(package.glob("*.py")) if package.is_dir() else [source / "proxy" / "config.py"]
+    text = "\n".join(f.read_text() for f in files)
+    return '"tunnel"' in text or re.search(r"^\s+tunnel:", text, re.MULTILINE) is not None
 
 
 @contextlib.contextmanager
