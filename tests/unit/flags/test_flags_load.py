@@ -11,21 +11,8 @@ import pytest
 from strangler.flags.load import FlagFileError, load_flags, parse_flags
 from strangler.flags.model import Mode
 
-SOURCE = "/etc/strangler/flags.yaml"
-ROUTES = ("main", "factory", "isolated")
-FULL = """
-    version: 1
-    flags:
-      unified_router:
-        routes: [main, factory]
-        default: shadow
-        anonymous: legacy
-        kill_switch: false
-        targets: {unified: [alice, 1234], shadow: ["0042"], legacy: [carol]}
-        rollout: {unified: 5, live: 0.01, shadow: 12.5}
-      other:
-        routes: [isolated]
-"""
+# The full example file and its names are validation's; loading reads the same file.
+from tests.unit.flags.test_flags_validate import FULL, ROUTES, SOURCE
 
 
 def test_digest_is_sha256_of_the_file_bytes() -> None:
