@@ -40,6 +40,11 @@ def no_session() -> Any:
     raise AssertionError("no ticket introspection is configured")
 
 
+@pytest.fixture
+def admission(config: Config, metrics: Metrics) -> Admission:
+    return Admission(config, metrics, no_session)
+
+
 def route(config: Config, name: str) -> Route:
     return next(r for r in config.routes if r.name == name)
 
@@ -55,10 +60,7 @@ def failures(metrics: Metrics, route: str, reason: str) -> float | None:
     )
 
 
-def test_per_client_limit_refuses_the_third_connection_from_one_peer(
-    config: Config, metrics: Metrics
-) -> None:
-    admission = Admission(config, metrics, no_session)
+def test_per_client_limit_refuses_the_third_connection_from_one_peer(admission: Admission) -> None:
     assert admission.enter("10.0.0.1") is None
     assert admission.enter("10.0.0.1") is None
     assert admission.enter("10.0.0.1") == "too_many_from_client"
@@ -66,9 +68,8 @@ def test_per_client_limit_refuses_the_third_connection_from_one_peer(
 
 
 def test_global_limit_refuses_past_the_total_and_frees_a_place_on_leave(
-    config: Config, metrics: Metrics
+    admission: Admission,
 ) -> None:
-    admission = Admission(config, metrics, no_session)
     for peer in ("a", "b", "c"):
         assert admission.enter(peer) is None
     assert admission.enter("d") == "too_many_connections"
@@ -76,8 +77,7 @@ def test_global_limit_refuses_past_the_total_and_frees_a_place_on_leave(
     assert admission.enter("d") is None
 
 
-def test_a_refused_peer_is_not_counted(config: Config, metrics: Metrics) -> None:
-    admission = Admission(config, metrics, no_session)
+def test_a_refused_peer_is_not_counted(admission: Admission) -> None:
     admission.enter("a")
     admission.enter("a")
     assert admission.enter("a") == "too_many_from_client"
@@ -86,8 +86,9 @@ def test_a_refused_peer_is_not_counted(config: Config, metrics: Metrics) -> None
     assert admission.enter("a") is None
 
 
-async def test_a_valid_token_identifies_its_subject(config: Config, metrics: Metrics) -> None:
-    admission = Admission(config, metrics, no_session)
+async def test_a_valid_token_identifies_its_subject(
+    admission: Admission, config: Config, metrics: Metrics
+) -> None:
     identity = await admission.identify(
         route(config, "main"),
         AuthStyle.ACCEPT_THEN_FRAME,
@@ -97,9 +98,8 @@ async def test_a_valid_token_identifies_its_subject(config: Config, metrics: Met
 
 
 async def test_no_token_on_an_authenticating_route_is_refused_and_counted(
-    config: Config, metrics: Metrics
+    admission: Admission, config: Config, metrics: Metrics
 ) -> None:
-    admission = Admission(config, metrics, no_session)
     identity = await admission.identify(
         route(config, "main"), AuthStyle.ACCEPT_THEN_FRAME, Credentials(None, TokenSource.NONE)
     )
@@ -108,9 +108,8 @@ async def test_no_token_on_an_authenticating_route_is_refused_and_counted(
 
 
 async def test_no_token_on_an_anonymous_route_is_anonymous(
-    config: Config, metrics: Metrics
+    admission: Admission, config: Config, metrics: Metrics
 ) -> None:
-    admission = Admission(config, metrics, no_session)
     identity = await admission.identify(
         route(config, "open"), AuthStyle.ACCEPT_THEN_FRAME, Credentials(None, TokenSource.NONE)
     )
@@ -119,9 +118,8 @@ async def test_no_token_on_an_anonymous_route_is_anonymous(
 
 
 async def test_a_bad_token_on_a_route_without_auth_is_anonymous_but_counted(
-    config: Config, metrics: Metrics
+    admission: Admission, config: Config, metrics: Metrics
 ) -> None:
-    admission = Admission(config, metrics, no_session)
     identity = await admission.identify(
         route(config, "legacy"),
         AuthStyle.NONE,
@@ -132,9 +130,8 @@ async def test_a_bad_token_on_a_route_without_auth_is_anonymous_but_counted(
 
 
 async def test_a_bad_token_on_an_authenticating_route_is_refused_with_its_reason(
-    config: Config, metrics: Metrics
+    admission: Admission, config: Config, metrics: Metrics
 ) -> None:
-    admission = Admission(config, metrics, no_session)
     identity = await admission.identify(
         route(config, "main"),
         AuthStyle.ACCEPT_THEN_FRAME,
@@ -144,9 +141,8 @@ async def test_a_bad_token_on_an_authenticating_route_is_refused_with_its_reason
 
 
 async def test_a_ticket_without_introspection_is_anonymous_and_never_verified(
-    config: Config, metrics: Metrics
+    admission: Admission, config: Config, metrics: Metrics
 ) -> None:
-    admission = Admission(config, metrics, no_session)
     identity = await admission.identify(
         route(config, "main"),
         AuthStyle.ACCEPT_THEN_FRAME,
