@@ -68,6 +68,8 @@ import re
 
 from strangler.flags.model import ROLLOUT_ORDER, Mode, Operator
 
+VERSION = 1
+"""The one ``version:`` a flag file may declare (``strangler --version`` shows it)."""
 TOP_KEYS = ("version", "segments", "flags")
 FLAG_KEYS = (
     "routes",

@@ -23,6 +23,7 @@ from strangler.flags.schema import (
     NAME,
     ROLLOUT_MODES,
     TOP_KEYS,
+    VERSION,
 )
 from strangler.flags.validate_rules import RuleChecks
 from strangler.flags.yaml_source import SpelledInt
@@ -69,8 +70,8 @@ class Validator(RuleChecks):
         self._reject_unknown_keys(document, TOP_KEYS, "")
         if "version" in document:
             version = document["version"]
-            if isinstance(version, bool) or version != 1:
-                self._note("version", "only version 1 is supported.")
+            if isinstance(version, bool) or version != VERSION:
+                self._note("version", f"only version {VERSION} is supported.")
         # Segments first, whatever their place in the file: rules refer to them.
         segments = self._try(self._segments, document.get("segments")) or {}
         raw_flags = document.get("flags")
