@@ -147,7 +147,9 @@ class Proxy:
                 route.dialect, request.query.get("mode"), request.headers.get("User-Agent")
             )
             style = route.auth if dialect == route.dialect else DIALECT_AUTH[dialect]
-            credentials = extract_credentials(offered, request.headers, request.query)
+            credentials = extract_credentials(
+                offered, request.headers.getall("Authorization", ()), request.query.items()
+            )
             identity = await self.admission.identify(route, style, credentials)
             del credentials  # the raw token is not kept for the connection's life
             if isinstance(identity, AuthError):

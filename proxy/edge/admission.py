@@ -15,7 +15,13 @@ from collections.abc import Callable
 import aiohttp
 
 from strangler.proxy.config import AuthStyle, Config, Route
-from strangler.proxy.edge.identity import AuthError, Credentials, Identity, JwtVerifier
+from strangler.proxy.edge.identity import (
+    AuthError,
+    Credentials,
+    Identity,
+    JwtVerifier,
+    TokenSource,
+)
 from strangler.proxy.edge.tickets import TicketResolver
 from strangler.proxy.telemetry.metrics import Metrics
 
@@ -67,6 +73,11 @@ class Admission:
         self, route: Route, style: AuthStyle, credentials: Credentials
     ) -> Identity | AuthError | None:
         """The verified identity, None for anonymous, or why the route refuses the client."""
+        if credentials.source is TokenSource.CONFLICT:
+            self._metrics.auth_failures.labels(route.name, "ambiguous").inc()
+            if style is AuthStyle.NONE:
+                return None  # the backend authenticates nobody here; route as anonymous
+            return AuthError("ambiguous", "the request presents more than one credential")
         if credentials.token is None:
             if credentials.ticket is not None and style is not AuthStyle.NONE:
                 # Only the issuer redeems a ticket; the backend decides. Introspection,

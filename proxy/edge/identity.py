@@ -15,7 +15,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -58,6 +58,7 @@ AuthReason = Literal[
     "bad_algorithm",
     "missing_claim",
     "too_large",
+    "ambiguous",
     "invalid",
 ]
 AUTH_REASONS: Final[frozenset[str]] = frozenset(get_args(AuthReason))
@@ -71,6 +72,7 @@ class TokenSource(StrEnum):
     QUERY = "query"
     TICKET = "ticket"
     NONE = "none"
+    CONFLICT = "conflict"  # two credentials, or one that parsers read differently
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,51 +109,112 @@ def _decode_jwt_subprotocol(value: str) -> str:
     return decoded if _JWT_SHAPE.fullmatch(decoded) else value
 
 
-def _token_from_subprotocols(subprotocols: Sequence[str]) -> str | None:
+class _Ambiguous(Exception):
+    """The handshake's credentials could be read two ways; see `extract_credentials`."""
+
+
+# RFC 9110's tchar: a character that continues an auth-scheme name ("Bearerx" is
+# another scheme, not Bearer followed by a separator).
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _splits(text: str) -> bool:
+    """Whether some reader could split `text` on whitespace.
+
+    Header bytes that are not UTF-8 reach us surrogate-escaped; a reader decoding them as
+    Latin-1 sees 0xA0 as a no-break space, one decoding them as UTF-8 sees C2 A0 so."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return any(ch.isspace() for ch in (raw.decode("utf-8", "replace") + raw.decode("latin-1")))
+
+
+def _token_from_subprotocol(entry: str) -> str | None:
+    entry = entry.strip()
+    for prefix in _TOKEN_PREFIXES:
+        if entry.startswith(prefix):
+            value = entry[len(prefix) :]
+            if not value:
+                return None  # "jwt." carries nothing
+            return _decode_jwt_subprotocol(value) if prefix == "jwt." else value
+        if entry[: len(prefix)].lower() == prefix:
+            # "JWT-AUTH.<token>": the legacy prefixes are case-sensitive, a backend
+            # that compares them otherwise would find a token the proxy did not see.
+            raise _Ambiguous
+    return None
+
+
+def _token_from_authorization(value: str) -> str | None:
+    """The token of `Bearer <token>`, exactly one space between; None for other schemes.
+
+    Legacy split the field on one space; other readers split on any whitespace, or
+    strip it. Only a field that every reading agrees on is read: any other spelling of
+    a Bearer field is ambiguous, never quietly ignored, or the proxy and the backend
+    could each take a different source as the client's credential.
+    """
+    value = value.strip(" \t")  # the field's optional whitespace (RFC 9110 5.6.3)
+    if value[:6].lower() != "bearer":
+        return None
+    rest = value[6:]
+    if not rest:
+        return None  # "Bearer" alone carries nothing, for every reader
+    if rest[0] in _TCHAR:
+        return None  # another scheme, e.g. "Bearerish"
+    if rest[0] == " " and len(rest) > 1 and not _splits(rest[1:]):
+        return rest[1:]  # maybe not a JWT at all: verification says so (malformed)
+    raise _Ambiguous
+
+
+def _credentials(
+    subprotocols: Sequence[str],
+    authorization: Sequence[str],
+    query: Iterable[tuple[str, str]],
+) -> Credentials:
+    tokens: list[tuple[TokenSource, str]] = []
+    tickets: list[str] = []
+    if len(authorization) > 1:
+        raise _Ambiguous  # a singleton field (RFC 9110 11.6.2); readers take either one
     for entry in subprotocols:
-        entry = entry.strip()
-        for prefix in _TOKEN_PREFIXES:
-            if entry.startswith(prefix):
-                value = entry[len(prefix) :]
-                if not value:
-                    break  # "jwt." carries nothing; keep looking at later entries
-                return _decode_jwt_subprotocol(value) if prefix == "jwt." else value
-    return None
-
-
-def _token_from_authorization(headers: Mapping[str, str]) -> str | None:
-    # The caller passes a case-insensitive mapping; the lower-case fallback only
-    # helps plain dicts (tests, other callers).
-    value = headers.get("Authorization") or headers.get("authorization")
-    if not value:
-        return None
-    parts = value.strip().split(None, 1)
-    if len(parts) != 2 or parts[0].lower() != "bearer":
-        return None
-    return parts[1].strip() or None
-
-
-def _first_query_value(query: Mapping[str, str], keys: Sequence[str]) -> str | None:
-    for key in keys:
-        value = query.get(key)
-        if value:  # "?token=" is treated as absent, as the legacy truthiness check did
-            return value
-    return None
+        if (token := _token_from_subprotocol(entry)) is not None:
+            tokens.append((TokenSource.SUBPROTOCOL, token))
+    for value in authorization:
+        if (token := _token_from_authorization(value)) is not None:
+            tokens.append((TokenSource.AUTHORIZATION, token))
+    # The legacy order among the query keys, whatever their order in the URL.
+    by_key: dict[str, list[str]] = {}
+    for key, value in query:
+        if value and (key in _TOKEN_QUERY_KEYS or key in _TICKET_QUERY_KEYS):
+            by_key.setdefault(key, []).append(value)
+    for key in _TOKEN_QUERY_KEYS:
+        tokens.extend((TokenSource.QUERY, value) for value in by_key.get(key, ()))
+    for key in _TICKET_QUERY_KEYS:
+        tickets.extend(by_key.get(key, ()))
+    if len({token for _, token in tokens}) + len(set(tickets)) > 1:
+        raise _Ambiguous
+    if tokens:
+        source, token = tokens[0]
+        return Credentials(token, source)
+    if tickets:
+        return Credentials(None, TokenSource.TICKET, ticket=tickets[0])
+    return Credentials(None, TokenSource.NONE)
 
 
 def extract_credentials(
-    subprotocols: Sequence[str], headers: Mapping[str, str], query: Mapping[str, str]
+    subprotocols: Sequence[str],
+    authorization: Sequence[str] = (),
+    query: Iterable[tuple[str, str]] = (),
 ) -> Credentials:
-    """Find the client's token (or ticket) in the legacy order; first hit wins."""
-    if (token := _token_from_subprotocols(subprotocols)) is not None:
-        return Credentials(token, TokenSource.SUBPROTOCOL)
-    if (token := _token_from_authorization(headers)) is not None:
-        return Credentials(token, TokenSource.AUTHORIZATION)
-    if (token := _first_query_value(query, _TOKEN_QUERY_KEYS)) is not None:
-        return Credentials(token, TokenSource.QUERY)
-    if (ticket := _first_query_value(query, _TICKET_QUERY_KEYS)) is not None:
-        return Credentials(None, TokenSource.TICKET, ticket=ticket)
-    return Credentials(None, TokenSource.NONE)
+    """The client's one credential: a token (or a ticket), wherever legacy looked for it.
+
+    `authorization` holds every Authorization field of the request, `query` every
+    (key, value) pair of its query string. The legacy order of sources (subprotocol,
+    Authorization, query, ticket; LEGACY_SURFACE.md) only matters where one credential
+    is presented in several places. A request presenting two different credentials, or
+    one whose reading depends on the parser, is CONFLICT: the backend might authenticate
+    another user than the one the flags were evaluated for (docs/SECURITY.md).
+    """
+    try:
+        return _credentials(subprotocols, authorization, query)
+    except _Ambiguous:
+        return Credentials(None, TokenSource.CONFLICT)
 
 
 def choose_subprotocol(offered: Sequence[str]) -> str | None:

@@ -37,6 +37,8 @@ AUTH_MESSAGES: dict[str, str] = {
     "too_large": "Token is too large",
     "malformed": "Malformed token",
     "invalid": "Invalid token",
+    # Not a legacy message: legacy read whichever credential its parser found first.
+    "ambiguous": "Conflicting authentication credentials",
 }
 
 

@@ -65,6 +65,8 @@ BAD_INPUT = (
     "protocol_error",  # a client frame that breaks RFC 6455 (closed 1002)
     "bad_handshake",  # an upgrade request with a bad Sec-WebSocket-Key or version (400)
     "bad_request",  # HTTP the parser refused (oversized or malformed header), route "none"
+    "bad_target",  # an absolute-form target that is not an http(s) URL (400), route "none"
+    "bad_version",  # an upgrade for a WebSocket version other than 13 (426)
 )
 
 # What a guard watches.

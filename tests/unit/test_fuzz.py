@@ -326,9 +326,9 @@ def _unwrapped(entry: str) -> str | None:
 def test_extraction_never_returns_a_token_that_was_not_presented(
     offered: list[str], authorization: str | None, query: dict[str, str]
 ) -> None:
-    headers = {} if authorization is None else {"Authorization": authorization}
-    found = extract_credentials(offered, headers, query)
-    inputs = [*offered, *headers.values(), *query.values()]
+    fields = [] if authorization is None else [authorization]
+    found = extract_credentials(offered, fields, query.items())
+    inputs = [*offered, *fields, *query.values()]
     for secret in (found.token, found.ticket):
         if secret is None:
             continue

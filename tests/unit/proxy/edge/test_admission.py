@@ -150,3 +150,23 @@ async def test_a_ticket_without_introspection_is_anonymous_and_never_verified(
     )
     assert identity is None
     assert failures(metrics, "main", "missing") is None
+
+
+async def test_conflicting_credentials_are_refused_and_counted(
+    admission: Admission, config: Config, metrics: Metrics
+) -> None:
+    identity = await admission.identify(
+        route(config, "main"), AuthStyle.ACCEPT_THEN_FRAME, Credentials(None, TokenSource.CONFLICT)
+    )
+    assert isinstance(identity, AuthError) and identity.reason == "ambiguous"
+    assert failures(metrics, "main", "ambiguous") == 1
+
+
+async def test_conflicting_credentials_on_a_route_without_auth_are_anonymous(
+    admission: Admission, config: Config, metrics: Metrics
+) -> None:
+    identity = await admission.identify(
+        route(config, "legacy"), AuthStyle.NONE, Credentials(None, TokenSource.CONFLICT)
+    )
+    assert identity is None
+    assert failures(metrics, "legacy", "ambiguous") == 1

@@ -86,10 +86,16 @@ def rsa_public_pem(rsa_private_key: rsa.RSAPrivateKey) -> str:
 
 # --- extract_credentials -------------------------------------------------------------
 
+CONFLICT = Credentials(None, TokenSource.CONFLICT)
+
+
+def query(**pairs: str) -> list[tuple[str, str]]:
+    return list(pairs.items())
+
 
 @pytest.mark.parametrize("prefix", ["jwt-auth.", "bearer."])
 def test_subprotocol_jwt_auth_and_bearer_values_are_used_raw(prefix: str) -> None:
-    creds = extract_credentials([prefix + JWT_A], {}, {})
+    creds = extract_credentials([prefix + JWT_A])
     assert creds == Credentials(JWT_A, TokenSource.SUBPROTOCOL)
 
 
@@ -97,14 +103,14 @@ def test_subprotocol_jwt_value_is_base64url_decoded_without_padding() -> None:
     token = mint_token(SECRET, "user-1")
     encoded = b64url(token.encode())
     assert "=" not in encoded
-    creds = extract_credentials(["jwt." + encoded], {}, {})
+    creds = extract_credentials(["jwt." + encoded])
     assert creds == Credentials(token, TokenSource.SUBPROTOCOL)
 
 
 def test_browser_offer_yields_the_decoded_jwt() -> None:
     token = mint_token(SECRET, "browser-user")
     offer = ["jwt-auth", "jwt." + b64url(token.encode())]
-    creds = extract_credentials(offer, {}, {})
+    creds = extract_credentials(offer)
     assert creds.source is TokenSource.SUBPROTOCOL
     assert creds.token == token
     assert JwtVerifier(hs_settings()).verify(creds.token).user_id == "browser-user"
@@ -112,107 +118,153 @@ def test_browser_offer_yields_the_decoded_jwt() -> None:
 
 def test_subprotocol_jwt_value_holding_a_raw_jwt_is_used_raw() -> None:
     # Dots are outside the base64url alphabet, so an undecoded JWT is kept as is.
-    assert extract_credentials(["jwt." + JWT_A], {}, {}).token == JWT_A
+    assert extract_credentials(["jwt." + JWT_A]).token == JWT_A
 
 
 def test_subprotocol_jwt_value_decoding_to_non_jwt_is_used_raw() -> None:
     value = b64url(b"hello world, not a token")
-    assert extract_credentials(["jwt." + value], {}, {}).token == value
+    assert extract_credentials(["jwt." + value]).token == value
 
 
 def test_subprotocol_jwt_value_decoding_to_invalid_utf8_is_used_raw() -> None:
     value = b64url(b"\xff\xfe\xfd")
-    assert extract_credentials(["jwt." + value], {}, {}).token == value
+    assert extract_credentials(["jwt." + value]).token == value
 
 
 @pytest.mark.parametrize("value", ["a", "abcde", "!!!!", "ab=c", "%%%", "a.b"])
 def test_subprotocol_jwt_malformed_base64_does_not_raise_and_is_used_raw(value: str) -> None:
-    assert extract_credentials(["jwt." + value], {}, {}).token == value
+    assert extract_credentials(["jwt." + value]).token == value
 
 
-def test_first_token_subprotocol_in_offer_order_wins() -> None:
-    creds = extract_credentials(["chat", "bearer." + JWT_B, "jwt-auth." + JWT_A], {}, {})
-    assert creds.token == JWT_B
+def test_the_same_token_offered_twice_is_one_credential() -> None:
+    creds = extract_credentials(["chat", "bearer." + JWT_A, "jwt." + b64url(JWT_A.encode())])
+    assert creds == Credentials(JWT_A, TokenSource.SUBPROTOCOL)
 
 
 def test_empty_subprotocol_token_is_skipped() -> None:
-    creds = extract_credentials(["jwt-auth.", "bearer." + JWT_B], {}, {})
+    creds = extract_credentials(["jwt-auth.", "bearer." + JWT_B])
     assert creds.token == JWT_B
 
 
 def test_bare_subprotocols_carry_no_token() -> None:
-    creds = extract_credentials(["jwt-auth", "jwt", "bearer"], {}, {})
+    creds = extract_credentials(["jwt-auth", "jwt", "bearer"])
+    assert creds == Credentials(None, TokenSource.NONE)
+
+
+@pytest.mark.parametrize("entry", ["JWT-AUTH.", "Bearer.", "Jwt."])
+def test_a_token_prefix_in_another_case_is_ambiguous(entry: str) -> None:
+    # Legacy compared the prefixes case-sensitively; a reader that does not would
+    # find a token the proxy ignored.
+    assert extract_credentials([entry + JWT_A]) == CONFLICT
+
+
+@pytest.mark.parametrize(
+    "value", ["Bearer " + JWT_A, "bearer " + JWT_A, "BEARER " + JWT_A, "  Bearer " + JWT_A + "\t"]
+)
+def test_authorization_bearer_is_parsed_case_insensitively(value: str) -> None:
+    creds = extract_credentials([], [value])
+    assert creds == Credentials(JWT_A, TokenSource.AUTHORIZATION)
+
+
+@pytest.mark.parametrize(
+    "value", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "", JWT_A, "Bearerish " + JWT_A]
+)
+def test_authorization_without_a_bearer_token_is_ignored(value: str) -> None:
+    creds = extract_credentials([], [value])
     assert creds == Credentials(None, TokenSource.NONE)
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["Bearer " + JWT_A, "bearer " + JWT_A, "BEARER " + JWT_A, "  Bearer   " + JWT_A + "  "],
+    "separator",
+    ["\t", "  ", "\u00a0", "\u2003", "\x0b", "\x0c", " \t", "\u3000", "\r"],
+    ids=repr,
 )
-def test_authorization_bearer_is_parsed_case_insensitively_and_trimmed(value: str) -> None:
-    creds = extract_credentials([], {"Authorization": value}, {})
-    assert creds == Credentials(JWT_A, TokenSource.AUTHORIZATION)
+def test_a_bearer_field_split_other_than_by_one_space_is_ambiguous(separator: str) -> None:
+    # Legacy split on one space, other readers on any whitespace: each would read
+    # another credential (or none), so the field is refused rather than guessed.
+    assert extract_credentials([], ["Bearer" + separator + JWT_A]) == CONFLICT
 
 
-@pytest.mark.parametrize("value", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "", JWT_A])
-def test_authorization_without_a_bearer_token_is_ignored(value: str) -> None:
-    creds = extract_credentials([], {"Authorization": value}, {})
-    assert creds == Credentials(None, TokenSource.NONE)
+@pytest.mark.parametrize("tail", [" extra", "\u00a0", "\udca0", "\udcc2\udca0", " " + JWT_B])
+def test_a_bearer_token_followed_by_more_is_ambiguous(tail: str) -> None:
+    assert extract_credentials([], ["Bearer " + JWT_A + tail]) == CONFLICT
+
+
+@pytest.mark.parametrize("token", ["\udcff\udcfe.e30.sig", "a,b", "%%%"])
+def test_a_bearer_token_that_is_not_a_jwt_is_still_the_token(token: str) -> None:
+    # Every reader finds the same (bad) token; verification refuses it as malformed.
+    assert extract_credentials([], ["Bearer " + token]).token == token
+
+
+def test_two_authorization_fields_are_ambiguous_even_when_equal() -> None:
+    assert extract_credentials([], ["Bearer " + JWT_A, "Bearer " + JWT_A]) == CONFLICT
 
 
 @pytest.mark.parametrize("name", ["token", "jwt", "auth_token", "access_token"])
 def test_each_token_query_parameter_is_accepted(name: str) -> None:
-    creds = extract_credentials([], {}, {name: JWT_A})
+    creds = extract_credentials([], [], [(name, JWT_A)])
     assert creds == Credentials(JWT_A, TokenSource.QUERY)
 
 
-def test_token_query_parameters_are_tried_in_legacy_order() -> None:
-    query = {"access_token": "4", "auth_token": "3", "jwt": "2", "token": "1"}
-    assert extract_credentials([], {}, query).token == "1"
-    del query["token"]
-    assert extract_credentials([], {}, query).token == "2"
-    del query["jwt"]
-    assert extract_credentials([], {}, query).token == "3"
-
-
 def test_empty_query_token_is_treated_as_absent() -> None:
-    assert extract_credentials([], {}, {"token": "", "jwt": JWT_B}).token == JWT_B
+    assert extract_credentials([], [], query(token="", jwt=JWT_B)).token == JWT_B
 
 
 @pytest.mark.parametrize("name", ["ticket", "auth_ticket", "ticket_id"])
 def test_each_ticket_query_parameter_yields_a_ticket(name: str) -> None:
-    creds = extract_credentials([], {}, {name: "tk-1"})
+    creds = extract_credentials([], [], [(name, "tk-1")])
     assert creds == Credentials(None, TokenSource.TICKET, ticket="tk-1")
 
 
-def test_ticket_parameters_are_tried_in_legacy_order() -> None:
-    query = {"ticket_id": "3", "auth_ticket": "2", "ticket": "1"}
-    assert extract_credentials([], {}, query).ticket == "1"
-
-
-def test_subprotocol_beats_authorization_query_and_ticket() -> None:
+def test_one_token_in_every_place_is_one_credential_from_the_first_source() -> None:
     creds = extract_credentials(
-        ["bearer.from-subprotocol"],
-        {"Authorization": "Bearer from-header"},
-        {"token": "from-query", "ticket": "tk"},
+        ["jwt-auth", "jwt." + b64url(JWT_A.encode())],
+        ["Bearer " + JWT_A],
+        query(token=JWT_A, access_token=JWT_A),
     )
-    assert creds == Credentials("from-subprotocol", TokenSource.SUBPROTOCOL)
+    assert creds == Credentials(JWT_A, TokenSource.SUBPROTOCOL)
+    creds = extract_credentials([], ["Bearer " + JWT_A], query(jwt=JWT_A))
+    assert creds == Credentials(JWT_A, TokenSource.AUTHORIZATION)
 
 
-def test_authorization_beats_query_and_ticket() -> None:
-    creds = extract_credentials(
-        ["jwt-auth"], {"Authorization": "Bearer from-header"}, {"token": "q", "ticket": "tk"}
-    )
-    assert creds == Credentials("from-header", TokenSource.AUTHORIZATION)
+# Every pair of places a credential can come from, each holding another one.
+SOURCES = {
+    "subprotocol": lambda v: (["bearer." + v], [], []),
+    "subprotocol-jwt": lambda v: (["jwt." + b64url(v.encode())], [], []),
+    "authorization": lambda v: ([], ["Bearer " + v], []),
+    "token": lambda v: ([], [], [("token", v)]),
+    "jwt": lambda v: ([], [], [("jwt", v)]),
+    "auth_token": lambda v: ([], [], [("auth_token", v)]),
+    "access_token": lambda v: ([], [], [("access_token", v)]),
+    "ticket": lambda v: ([], [], [("ticket", v)]),
+    "auth_ticket": lambda v: ([], [], [("auth_ticket", v)]),
+    "ticket_id": lambda v: ([], [], [("ticket_id", v)]),
+}
 
 
-def test_query_token_beats_ticket() -> None:
-    creds = extract_credentials([], {}, {"ticket": "tk", "access_token": "q"})
-    assert creds == Credentials("q", TokenSource.QUERY)
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(a, b) for a in SOURCES for b in SOURCES],
+)
+def test_two_different_credentials_in_any_two_places_are_ambiguous(first: str, second: str) -> None:
+    p1, a1, q1 = SOURCES[first](JWT_A)
+    p2, a2, q2 = SOURCES[second](JWT_B)
+    if first == second == "authorization":
+        assert extract_credentials([], a1 + a2) == CONFLICT
+        return
+    # Both orders of the query string: the legacy order of keys must not decide it.
+    assert extract_credentials(p1 + p2, a1 + a2, q1 + q2) == CONFLICT
+    assert extract_credentials(p2 + p1, a2 + a1, q2 + q1) == CONFLICT
+
+
+def test_a_token_beside_a_ticket_is_ambiguous() -> None:
+    # Only the issuer knows whose the ticket is; a backend that redeems it first
+    # would serve that user, whatever the token says.
+    assert extract_credentials([], [], query(ticket="tk", access_token=JWT_A)) == CONFLICT
 
 
 def test_no_credentials_yields_source_none() -> None:
-    assert extract_credentials([], {}, {}) == Credentials(None, TokenSource.NONE)
+    assert extract_credentials([]) == Credentials(None, TokenSource.NONE)
 
 
 def test_credentials_repr_hides_token_and_ticket() -> None:
