@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from strangler.flags.evaluate import Decision
 from strangler.flags.model import FlagSet
@@ -26,7 +26,14 @@ from strangler.proxy.edge.admission import Admission
 from strangler.proxy.edge.identity import AuthError, Identity, extract_credentials
 from strangler.proxy.edge.refusals import refuse_auth, refuse_over_limit
 from strangler.proxy.edge.routes import RouteTable
-from strangler.proxy.edge.upgrade import is_upgrade, offered_subprotocols, well_formed
+from strangler.proxy.edge.target import origin_form
+from strangler.proxy.edge.upgrade import (
+    VERSION,
+    is_upgrade,
+    offered_subprotocols,
+    speaks_version,
+    well_formed,
+)
 from strangler.proxy.relay import passthrough
 from strangler.proxy.relay.connections import OpenConnections
 from strangler.proxy.release.control import ReleaseControl
@@ -108,6 +115,10 @@ class Proxy:
     # -- the handshake pipeline -------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if origin_form(request) is None:
+            # An absolute-form target with another scheme or no host: nothing to forward.
+            self.metrics.bad_input.labels("none", "bad_target").inc()
+            raise web.HTTPBadRequest(text="request target must be a path or an http(s) URL\n")
         route = self.routes.match(request.path)
         if not is_upgrade(request):
             if route is not None or request.path in self.config.http_passthrough:
@@ -132,6 +143,13 @@ class Proxy:
             self.metrics.handshake_refusals.labels(route.name, "bad_handshake").inc()
             self.metrics.bad_input.labels(route.name, "bad_handshake").inc()
             raise web.HTTPBadRequest(text="malformed WebSocket handshake\n")
+        if not speaks_version(request):
+            self.metrics.handshake_refusals.labels(route.name, "bad_handshake").inc()
+            self.metrics.bad_input.labels(route.name, "bad_version").inc()
+            raise web.HTTPUpgradeRequired(
+                text="unsupported WebSocket version\n",
+                headers={hdrs.SEC_WEBSOCKET_VERSION: VERSION},
+            )
 
         offered = offered_subprotocols(request)
         peer = request.remote or ""

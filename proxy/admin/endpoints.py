@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from strangler.flags.load import FlagFileError, parse_flags
 from strangler.proxy.admin.status_page import FlagView, MismatchView, StatusSnapshot, render
+from strangler.proxy.admin.trust import AdminTrust, trust_middleware
 from strangler.proxy.app import Proxy
 from strangler.proxy.release.plan import rollout_shares
 
@@ -174,9 +175,16 @@ def build_admin_app(proxy: Proxy) -> web.Application:
     async def to_status(_: web.Request) -> web.Response:
         raise web.HTTPFound("/status")
 
+    config = proxy.config
+    trust = AdminTrust.configured(config.admin_listen.host, config.admin_allowed_hosts)
+    refusals = proxy.metrics.admin_refusals
     app = web.Application(
         client_max_size=64 * 1024 * 1024,
-        middlewares=[token_middleware(proxy.config.admin_token)],
+        # Host and origin first: a request for another Host never reaches the token check.
+        middlewares=[
+            trust_middleware(trust, lambda reason: refusals.labels(reason.value).inc()),
+            token_middleware(config.admin_token),
+        ],
     )
     app.router.add_get("/status", status_page)
     app.router.add_get("/", to_status)

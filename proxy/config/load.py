@@ -129,5 +129,6 @@ def _config(doc: Document, source: str, base: Path) -> Config:
         ),
         limits=doc.limits,
         admin_token=doc.admin_auth.token,
+        admin_allowed_hosts=tuple(doc.admin_trust.allowed_hosts),
         logging=doc.logging,
     )

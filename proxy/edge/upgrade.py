@@ -23,9 +23,19 @@ def offered_subprotocols(request: web.Request) -> list[str]:
     return offered
 
 
+# The one version of RFC 6455. aiohttp also accepts the drafts' 7 and 8; a proxy that
+# did would relay a handshake its backend may speak differently.
+VERSION = "13"
+
+
+def speaks_version(request: web.Request) -> bool:
+    """Whether the upgrade asks for version 13 (else 426 names it, RFC 6455 4.4)."""
+    return request.headers.get(hdrs.SEC_WEBSOCKET_VERSION, "").strip() == VERSION
+
+
 def well_formed(request: web.Request) -> bool:
-    """Whether the upgrade carries a version aiohttp speaks and a key of 16 base64 bytes."""
-    if request.headers.get(hdrs.SEC_WEBSOCKET_VERSION, "") not in ("13", "8", "7"):
+    """Whether the upgrade names a version and carries a key of 16 base64 bytes."""
+    if not request.headers.get(hdrs.SEC_WEBSOCKET_VERSION, "").strip():
         return False
     try:
         key = base64.b64decode(request.headers.get(hdrs.SEC_WEBSOCKET_KEY, ""), validate=True)

@@ -1,7 +1,9 @@
 """Plain HTTP beside the sockets: forwarded to the legacy backend, bodies streamed.
 
 Method, path, query, end-to-end headers, body and status pass unchanged; hop-by-hop
-headers (RFC 9110 7.6.1) stay on their hop, and X-Forwarded-* says who asked.
+headers (RFC 9110 7.6.1) stay on their hop, and X-Forwarded-* says who asked. A
+client's own `X-Strangler-*` headers never pass: the backends trust those to come from
+the proxy (docs/PROTOCOL.md), so a client must not be able to speak for it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import aiohttp
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import Counter
+
+from strangler.proxy.edge.target import origin_form
 
 log = logging.getLogger("strangler.http")
 
@@ -32,6 +36,9 @@ HOP_BY_HOP = frozenset(
 )
 
 _CHUNK = 64 * 1024
+
+# The prefix of the headers only the proxy may set (docs/SECURITY.md).
+PROXY_HEADER_PREFIX = "x-strangler-"
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -55,7 +62,7 @@ def forwarded_for(request: web.Request) -> dict[str, str]:
     }
 
 
-def _end_to_end(source: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def _end_to_end(source: CIMultiDictProxy[str], *, from_client: bool) -> CIMultiDict[str]:
     connection_named = {
         token.strip().lower()
         for value in source.getall(hdrs.CONNECTION, ())
@@ -64,8 +71,11 @@ def _end_to_end(source: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     kept: CIMultiDict[str] = CIMultiDict()
     for name, value in source.items():
         lowered = name.lower()
-        if lowered not in HOP_BY_HOP and lowered not in connection_named:
-            kept.add(name, value)
+        if lowered in HOP_BY_HOP or lowered in connection_named:
+            continue
+        if from_client and lowered.startswith(PROXY_HEADER_PREFIX):
+            continue
+        kept.add(name, value)
     return kept
 
 
@@ -76,20 +86,22 @@ async def forward(
 
     ``answered`` counts the outcomes by class (``2xx`` .. ``5xx``, ``error``)."""
     base = legacy_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
-    headers = _end_to_end(request.headers)
+    # Proxy.handle refused a request without an origin-form target.
+    target = origin_form(request) or "/"
+    headers = _end_to_end(request.headers, from_client=True)
     headers.update(forwarded_for(request))
     body = request.content if request.body_exists else None
     response: web.StreamResponse | None = None
     try:
         async with session.request(
             request.method,
-            base + request.raw_path,
+            base + target,
             headers=headers,
             data=body,
             allow_redirects=False,
         ) as answer:
             response = web.StreamResponse(status=answer.status, reason=answer.reason)
-            response.headers.extend(_end_to_end(answer.headers))
+            response.headers.extend(_end_to_end(answer.headers, from_client=False))
             if answer.headers.get(hdrs.CONTENT_LENGTH) is None:
                 response.enable_chunked_encoding()
             await response.prepare(request)

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 from strangler.flags.evaluate import Decision
 from strangler.flags.model import UNIFIED_ERROR_RATIO, Mode, Reason
 from strangler.proxy.config import AuthStyle, Config, Route
+from strangler.proxy.edge.target import origin_form, raw_query
 from strangler.proxy.relay import passthrough, upstream
 from strangler.proxy.relay.handshake import RawUpstream, open_upstream
 from strangler.proxy.telemetry.metrics import Metrics
@@ -79,10 +80,15 @@ class Backends:
         return self._sessions["http"]
 
     def url(self, backend_name: str, request: web.Request) -> str:
+        """The backend's configured URL with the client's path (legacy) and query.
+
+        Only the origin-form target is used (`edge.target`); `Proxy.handle` refused
+        any request without one before a backend is dialled."""
+        target = origin_form(request) or "/"
         if backend_name == "legacy":
             # The legacy backend keeps every route's own path and query.
-            return self._config.legacy.url + request.raw_path
-        query = request.query_string
+            return self._config.legacy.url + target
+        query = raw_query(target)
         return self._config.unified.url + (f"?{query}" if query else "")
 
     def headers(self, request: web.Request, route: Route, style: AuthStyle) -> CIMultiDict[str]:

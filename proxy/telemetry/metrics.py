@@ -81,6 +81,12 @@ SECONDARY_FAILURES = ("refused", "unavailable", "died", "protocol_error")
 # The bounded queues whose overflow drops secondary data.
 SECONDARY_QUEUES = ("to_secondary", "compare")
 
+# Why an admin listener refused a request (proxy/admin/trust.py): a Host it does not
+# answer to (421), a cross-site request that would change state (403).
+ADMIN_REFUSALS = ("host", "origin")
+ADMIN_REFUSALS_NAME = "strangler_admin_refusals"
+ADMIN_REFUSALS_HELP = "Requests an admin listener refused: a foreign Host, a cross-site change."
+
 
 class Tally:
     """A counter series added to in plain integers and flushed to Prometheus in batches.
@@ -313,6 +319,11 @@ class Metrics:
             ["route", "reason"],
             registry=r,
         )
+        self.admin_refusals = Counter(
+            ADMIN_REFUSALS_NAME, ADMIN_REFUSALS_HELP, ["reason"], registry=r
+        )
+        for reason in ADMIN_REFUSALS:
+            self.admin_refusals.labels(reason)
         self.loop_lag = Gauge(
             "strangler_event_loop_lag_seconds",
             "How late the event loop ran a timer, sampled every second.",
@@ -417,3 +428,28 @@ class WorkerStatsCollector(Collector):
             if w.resident_bytes is not None:
                 rss.add_metric(label, w.resident_bytes)
         yield from (up, restarts, cpu, rss)
+
+
+class WithOwnAdminRefusals(Collector):
+    """The supervisor's /metrics: the workers' shared files (`inner`) plus the refusals
+    of the supervisor's own admin listener, added into the one
+    strangler_admin_refusals_total family, so the name is never exposed twice."""
+
+    def __init__(self, inner: Collector, own: Callable[[], dict[str, int]]) -> None:
+        self._inner = inner
+        self._own = own
+
+    def collect(self) -> Iterator[Metric]:
+        totals = {reason: float(n) for reason, n in self._own().items()}
+        for family in self._inner.collect():
+            if family.name != ADMIN_REFUSALS_NAME:
+                yield family
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    reason = sample.labels.get("reason", "")
+                    totals[reason] = totals.get(reason, 0.0) + sample.value
+        merged = CounterMetricFamily(ADMIN_REFUSALS_NAME, ADMIN_REFUSALS_HELP, labels=["reason"])
+        for reason in sorted(set(ADMIN_REFUSALS) | totals.keys()):
+            merged.add_metric([reason], totals.get(reason, 0.0))
+        yield merged
