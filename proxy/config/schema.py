@@ -7,6 +7,7 @@ file names, so a missing one is reported with the rest.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -283,6 +284,53 @@ class AdminAuth(Section):
         return self._token
 
 
+# An admin_trust.allowed_hosts entry: a DNS name or IPv4 literal, or a bracketed IPv6
+# literal, with an optional port.
+_HOST_NAME = re.compile(
+    r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$"
+)
+
+
+def _allowed_host(entry: str) -> str:
+    text = entry.strip().lower()
+    if text == "*":
+        return text
+    host, port = text, ""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else rest
+        ok = bool(bracket) and _ipv6(host) and (not rest or rest.startswith(":"))
+    elif text.count(":") > 1:
+        ok = _ipv6(text)  # a bare IPv6 literal, no port
+    else:
+        host, _, port = text.partition(":")
+        ok = _HOST_NAME.match(host) is not None and (":" not in text or bool(port))
+    if not ok or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(
+            "must be a host name or address with an optional port, like admin.internal,"
+            f" 10.0.0.5:9090 or [::1]; or '*' for every Host; got {entry!r}"
+        )
+    return text
+
+
+def _ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+class AdminTrust(Section):
+    """Whom the admin port answers, besides its loopback names and its own address."""
+
+    allowed_hosts: list[Annotated[StrictStr, AfterValidator(_allowed_host)]] = setting(
+        [],
+        "More Host names the admin port answers (DNS rebinding guard), with an optional"
+        " port; '*' answers every Host, for a proxy in front that checks Host itself.",
+    )
+
+
 class Document(Section):
     """strangler.yaml, the proxy's configuration; relative paths are relative to it."""
 
@@ -306,6 +354,7 @@ class Document(Section):
     shadow: ShadowSection = section()
     limits: LimitSettings = section()
     admin_auth: AdminAuth = section()
+    admin_trust: AdminTrust = section()
     logging: LoggingSettings = section()
 
 

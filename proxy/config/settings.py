@@ -226,6 +226,7 @@ class Config:
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     admin_token: str | None = None  # a bearer token the admin port requires, if set
+    admin_allowed_hosts: tuple[str, ...] = ()  # more Host names the admin port answers
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property

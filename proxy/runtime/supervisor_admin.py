@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from strangler.proxy.admin.endpoints import token_middleware
+from strangler.proxy.admin.trust import AdminTrust, trust_middleware
 from strangler.proxy.config import Config
 from strangler.proxy.runtime.worker_slot import Worker, proc_stats
 
@@ -61,6 +63,7 @@ class SupervisorAdmin:
         self._draining = draining
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.refusals: Counter[str] = Counter()  # this listener's, by reason
 
     async def start(self) -> None:
         """Listen on the configured admin address; OSError when it cannot."""
@@ -101,12 +104,17 @@ class SupervisorAdmin:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        from strangler.proxy.telemetry.metrics import WorkerStatsCollector
+        from strangler.proxy.telemetry.metrics import WithOwnAdminRefusals, WorkerStatsCollector
 
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        shared = MultiProcessCollector(None, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        # This listener's own refusals join the workers' in one family.
+        registry.register(WithOwnAdminRefusals(shared, lambda: dict(self.refusals)))
         registry.register(WorkerStatsCollector(self.samples))
         token = self.config.admin_token
+        trust = AdminTrust.configured(
+            self.config.admin_listen.host, self.config.admin_allowed_hosts
+        )
 
         async def metrics(_: web.Request) -> web.Response:
             # Reading the shared files is blocking I/O: off the loop.
@@ -136,9 +144,15 @@ class SupervisorAdmin:
             answers = await self._ask_all(request.method, request.path_qs, body, headers)
             return merge_answers(answers)
 
-        # As on a single proxy's admin port: probes open, the rest behind the token.
+        # As on a single proxy's admin port: Host and origin checked, probes open, the
+        # rest behind the token.
+        refused = self.refusals.update
         app = web.Application(
-            client_max_size=64 * 1024 * 1024, middlewares=[token_middleware(token)]
+            client_max_size=64 * 1024 * 1024,
+            middlewares=[
+                trust_middleware(trust, lambda reason: refused((reason.value,))),
+                token_middleware(token),
+            ],
         )
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", healthz)

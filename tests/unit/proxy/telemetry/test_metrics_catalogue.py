@@ -40,6 +40,7 @@ BOUNDED: dict[tuple[str, str], tuple[str, ...]] = {
     ("strangler_handshake_refusals_total", "reason"): metrics_module.REFUSALS,
     ("strangler_auth_failures_total", "reason"): tuple(AUTH_REASONS),
     ("strangler_bad_input_total", "reason"): metrics_module.BAD_INPUT,
+    ("strangler_admin_refusals_total", "reason"): metrics_module.ADMIN_REFUSALS,
     ("strangler_flag_evaluations_total", "mode"): _MODES,
     ("strangler_flag_evaluations_total", "reason"): tuple(r.value for r in Reason),
     ("strangler_flag_reloads_total", "result"): get_args(get_type_hints(ReloadResult)["outcome"]),
