@@ -27,14 +27,22 @@ Marks = dict[str, tuple[int, int]]
 
 
 def read(path: str | os.PathLike[str]) -> str:
-    """The text of the file at `path`; a ConfigError says why it cannot be read."""
+    """The text of the file at `path`; a ConfigError says why it cannot be read: the
+    OS's reason (`strangler.yaml: cannot read: No such file or directory`), or where
+    the first byte that is not UTF-8 is."""
+    source = os.fspath(path)
     try:
-        return Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-    except UnicodeDecodeError:
-        reason = "it is not UTF-8 text"
-    raise ConfigError(os.fspath(path), "", f"cannot read the file: {reason}")
+        raise ConfigError(source, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        # The line's text before the bad byte is good UTF-8: count its characters.
+        column = len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode()) + 1
+        problem = f"not UTF-8 text ({exc.reason}); the file must be UTF-8"
+        raise ConfigError(source, problems=[Problem("", problem, line, column)]) from None
 
 
 def parse(text: str, source: str, verify: Callable[[JwtSettings], object]) -> Config:
@@ -45,8 +53,15 @@ def parse(text: str, source: str, verify: Callable[[JwtSettings], object]) -> Co
     try:
         document = Document.model_validate(data, context={"base": base, "verify": verify})
     except ValidationError as exc:
-        raise ConfigError(source, problems=problems_of(exc, Document, marks)) from None
+        empty = "" not in marks  # no YAML node at all: only what is missing can be told
+        if empty:
+            marks[""] = (1, 1)
+        problems = problems_of(exc, Document, marks)
+        raise ConfigError(source, problems=[_EMPTY, *problems] if empty else problems) from None
     return _config(document, source, base)
+
+
+_EMPTY = Problem("", "the file has no settings (it is empty, or only comments)", 1, 1)
 
 
 def _read_yaml(text: str, source: str) -> tuple[Any, Marks]:
@@ -55,23 +70,35 @@ def _read_yaml(text: str, source: str) -> tuple[Any, Marks]:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        problem = f"not valid YAML: {exc.problem or exc.context or 'unreadable'}"
-        raise ConfigError(source, problems=[Problem("", problem, *where)]) from None
+        raise ConfigError(source, problems=[_yaml_problem(exc)]) from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2030-13-45
         raise ConfigError(source, "", f"not valid YAML: {exc}") from None
     finally:
         loader.dispose()
     marks: Marks = {}
+    problems: list[Problem] = []
     if root is not None:
         marks[""] = (root.start_mark.line + 1, root.start_mark.column + 1)
-        _index(root, "", marks)
+        _index(root, "", marks, problems)
+    if problems:
+        raise ConfigError(source, problems=problems)
     return data, marks
 
 
-def _index(node: yaml.Node, key: str, marks: Marks) -> None:
-    """Each dotted key -> the line and column of its key (a list item: of the item)."""
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> Problem:
+    """A syntax error at its line and column, with what was open there (an unclosed
+    bracket or quote) when YAML says where that began."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = f"not valid YAML: {exc.problem or exc.context or 'unreadable'}"
+    began = exc.context_mark
+    if exc.problem and exc.context and began is not None and began is not mark:
+        problem += f" ({exc.context} at line {began.line + 1}, column {began.column + 1})"
+    return Problem("", problem, *((mark.line + 1, mark.column + 1) if mark else (None, None)))
+
+
+def _index(node: yaml.Node, key: str, marks: Marks, problems: list[Problem]) -> None:
+    """Each dotted key -> the line and column of its key (a list item: of the item); a key
+    written twice in one mapping is a problem, as YAML would silently keep the last."""
     children: list[tuple[str, yaml.Node, yaml.Node]] = []
     if isinstance(node, yaml.MappingNode):
         children = [
@@ -82,8 +109,13 @@ def _index(node: yaml.Node, key: str, marks: Marks) -> None:
     elif isinstance(node, yaml.SequenceNode):
         children = [(f"{key}[{i}]", item, item) for i, item in enumerate(node.value)]
     for child, where, value in children:
-        marks[child] = (where.start_mark.line + 1, where.start_mark.column + 1)
-        _index(value, child, marks)
+        at = (where.start_mark.line + 1, where.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode) and child in marks and where.value != "<<":
+            first = marks[child][0]
+            problems.append(Problem(child, f"written twice (first at line {first})", *at))
+            continue
+        marks[child] = at
+        _index(value, child, marks, problems)
 
 
 def _unset_nulls(data: Any, path: tuple[str, ...] = ()) -> Any:

@@ -103,10 +103,11 @@ def test_each_error_names_the_file_the_key_and_the_problem(
     assert str(error) == f"/etc/strangler/strangler.yaml:{where}: {key}: {error.problem}"
 
 
-def test_yaml_syntax_error_gives_line_and_column() -> None:
+def test_yaml_syntax_error_gives_line_and_column_and_where_the_open_bracket_is() -> None:
     error = error_for("listen: [oops\nroutes: 3\n")
     assert str(error) == (
-        "/etc/strangler/strangler.yaml:2:7: not valid YAML: expected ',' or ']', but got ':'"
+        "/etc/strangler/strangler.yaml:2:7: not valid YAML: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence at line 1, column 9)"
     )
 
 

@@ -75,19 +75,46 @@ def test_a_missing_key_is_placed_at_the_mapping_it_is_missing_from() -> None:
     assert str(error) == f"{SOURCE}:3:5: routes[0].name: is required"
 
 
-def test_an_empty_file_says_what_is_missing_without_a_position() -> None:
-    assert str(error_for("")).splitlines() == [
-        f"{SOURCE}: routes: is required",
-        f"{SOURCE}: jwt.algorithms: HS* algorithms need a secret",
+@pytest.mark.parametrize("text", ["", "\n\n", "# nothing here yet\n"])
+def test_an_empty_file_says_so_at_its_start_then_what_is_missing(text: str) -> None:
+    assert str(error_for(text)).splitlines() == [
+        f"{SOURCE}:1:1: the file has no settings (it is empty, or only comments)",
+        f"{SOURCE}:1:1: routes: is required",
+        f"{SOURCE}:1:1: jwt.algorithms: HS* algorithms need a secret",
     ]
 
 
-def test_a_missing_file_says_it_cannot_be_read(tmp_path: Path) -> None:
+def test_a_key_written_twice_is_refused_at_its_second_place() -> None:
+    # YAML would keep the second relay section and drop the first without a word.
+    text = (
+        "relay: {grace_period: 1}\nroutes: [{name: main, path: /ws}]\n"
+        "jwt: {secret_env: CFG_ERRORS_SECRET}\nrelay:\n  grace_period: 2\n"
+    )
+    assert str(error_for(text)) == f"{SOURCE}:4:1: relay: written twice (first at line 1)"
+
+
+def test_a_missing_file_says_its_path_and_the_os_reason(tmp_path: Path) -> None:
     missing = tmp_path / "strangler.yaml"
     with pytest.raises(ConfigError) as caught:
         load_config(missing)
-    assert str(caught.value) == f"{missing}: cannot read the file: No such file or directory"
+    assert str(caught.value) == f"{missing}: cannot read: No such file or directory"
     assert (caught.value.key, len(caught.value.problems)) == ("", 1)
+
+
+def test_a_directory_given_as_the_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: cannot read: Is a directory"
+
+
+def test_bytes_that_are_not_utf8_are_placed_at_their_line_and_character(tmp_path: Path) -> None:
+    config = tmp_path / "strangler.yaml"
+    config.write_bytes('routes: []\nlisten: "é'.encode() + b'\xff"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert str(caught.value) == (
+        f"{config}:2:11: not UTF-8 text (invalid start byte); the file must be UTF-8"
+    )
 
 
 @pytest.mark.parametrize(
