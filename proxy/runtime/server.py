@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -34,15 +35,38 @@ class Running:
     stop: Callable[[], Awaitable[None]]
 
 
-def _listening_socket(address: Address, reuse_port: bool = False) -> socket.socket:
+class ListenError(OSError):
+    """A listener that cannot bind, told as `proxy port 127.0.0.1:8080 (listen): Address
+    already in use`: which listener, its address, its config key and the OS's reason."""
+
+    def __init__(self, what: str, address: Address, cause: OSError, key: str = "") -> None:
+        host = f"[{address.host}]" if ":" in address.host else address.host
+        where = f"{what} {host}:{address.port}" + (f" ({key})" if key else "")
+        # aiohttp wraps a failed bind in a sentence of its own: the errno's words suffice.
+        reason = os.strerror(cause.errno) if cause.errno and cause.errno > 0 else None
+        # The whole sentence is the strerror: `strangler run` prints an OSError's strerror.
+        super().__init__(cause.errno, f"{where}: {reason or cause.strerror or cause}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _listening_socket(key: str, address: Address, reuse_port: bool = False) -> socket.socket:
+    """A bound socket for the listener configured at `key` (`listen`, `admin_listen`);
+    ListenError when it cannot be."""
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        # Several worker processes bind the same port; the kernel spreads new
-        # connections over them (proxy/runtime/worker.py).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((address.host, address.port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # Several worker processes bind the same port; the kernel spreads new
+            # connections over them (proxy/runtime/worker.py).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        what = "admin port" if key == "admin_listen" else "proxy port"
+        raise ListenError(what, address, exc, key) from exc
     sock.setblocking(False)
     return sock
 
@@ -92,7 +116,8 @@ async def _tick(metrics: Metrics, every: float = 1.0) -> None:
 async def start(
     config: Config, metrics: Metrics | None = None, *, reuse_port: bool = False
 ) -> Running:
-    """Load the flags, bind both listeners and start serving. Raises FlagFileError."""
+    """Load the flags, bind both listeners and start serving. Raises FlagFileError, and
+    ListenError for a listener that cannot bind."""
     metrics = metrics or Metrics()
     listeners: list[Callable[[ReloadResult], None]] = []
     watcher = make_flag_watcher(config, metrics, listeners)
@@ -121,13 +146,13 @@ async def start(
     )
     await admin_runner.setup()
     try:
-        sock = _listening_socket(config.listen, reuse_port)
+        sock = _listening_socket("listen", config.listen, reuse_port)
         await web.SockSite(runner, sock).start()
-        admin_sock = _listening_socket(config.admin_listen)
+        admin_sock = _listening_socket("admin_listen", config.admin_listen)
         await web.SockSite(admin_runner, admin_sock).start()
     except OSError:
-        # A port taken is one clear error for the caller; the upstream sessions the
-        # proxy opened at setup are closed here, not reported as leaked.
+        # A port taken is one clear error for the caller (ListenError names which); the
+        # upstream sessions the proxy opened at setup are closed here, not reported as leaked.
         await runner.cleanup()
         await admin_runner.cleanup()
         raise

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from strangler.proxy.config import Config
+from strangler.proxy.runtime.server import ListenError
 from strangler.proxy.runtime.supervisor_admin import SupervisorAdmin
 from strangler.proxy.runtime.worker import READY_PREFIX
 from strangler.proxy.runtime.worker_slot import Worker, describe_exit
@@ -65,8 +66,12 @@ class Supervisor:
         self._admin = SupervisorAdmin(config, self.workers, metrics_dir, self._stopping.is_set)
 
     async def run(self) -> None:
-        """Serve until SIGTERM/SIGINT (or a worker that cannot start); sets exit_code."""
-        await self._admin.start()
+        """Serve until SIGTERM/SIGINT (or a worker that cannot start); sets exit_code.
+        Raises ListenError when the admin port cannot be bound."""
+        try:
+            await self._admin.start()
+        except OSError as exc:
+            raise ListenError("admin port", self.config.admin_listen, exc, "admin_listen") from exc
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
@@ -223,8 +228,9 @@ def run_supervisor(
     supervisor = Supervisor(config_path, config, workers, log_level, metrics_dir)
     try:
         run_loop(supervisor.run())
-    except OSError as exc:
-        print(f"strangler: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+    except ListenError as exc:
+        # The workers' public port is theirs to bind; each says so itself if it cannot.
+        print(f"strangler: cannot listen: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     finally:
         if owned:

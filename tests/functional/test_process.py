@@ -6,7 +6,9 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -152,3 +154,77 @@ async def _connections_ended(p: object, n: int) -> bool:
         if name == "strangler_connections_total"
     )
     return total >= n
+
+
+async def test_metrics_carry_no_created_series(
+    tmp_path: Path, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    # A counter and a histogram have been touched: each would bring a `_created` gauge.
+    p = await spawn(tmp_path, *upstreams)
+    try:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(
+                f"ws://127.0.0.1:{p.port}/ws", headers={"Authorization": f"Bearer {token('bob')}"}
+            ) as ws,
+        ):
+            await ws.send_str("who")
+            await ws.receive()
+        lines = await p.metric_lines()
+        assert any(line.startswith("strangler_upstream_connect_seconds_count") for line in lines)
+        assert any(line.startswith("strangler_flag_reloads_total") for line in lines)
+        assert [line for line in lines if "_created" in line] == []
+    finally:
+        p.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(p.proc.wait(), timeout=10)
+
+
+def _held_port() -> socket.socket:
+    """A loopback port another program listens on (no SO_REUSEPORT: nobody can share it)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+@pytest.mark.parametrize(
+    ("key", "listener", "workers"),
+    [
+        ("listen", "proxy port", []),
+        ("admin_listen", "admin port", []),
+        ("listen", "proxy port", ["--workers", "2"]),
+        ("admin_listen", "admin port", ["--workers", "2"]),
+    ],
+    ids=["proxy", "admin", "workers_proxy", "workers_admin"],
+)
+async def test_a_taken_port_is_named_with_its_listener_and_exits_2(
+    tmp_path: Path, key: str, listener: str, workers: list[str]
+) -> None:
+    write_process_config(
+        tmp_path, legacy_url="ws://127.0.0.1:9", unified_url="ws://127.0.0.1:9/v1/ws", flags=FLAGS
+    )
+    config = tmp_path / "strangler.yaml"
+    with _held_port() as holder:
+        held = holder.getsockname()[1]
+        text = re.sub(rf"^{key}: .*$", f"{key}: 127.0.0.1:{held}", config.read_text(), flags=re.M)
+        config.write_text(text)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "strangler.proxy",
+            "run",
+            "--config",
+            str(config),
+            *workers,
+            env={**os.environ, "STRANGLER_TEST_SECRET": SECRET},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    stderr = err.decode()
+    expected = (
+        f"strangler: cannot listen: {listener} 127.0.0.1:{held} ({key}): Address already in use"
+    )
+    assert proc.returncode == 2, stderr
+    assert expected in stderr.splitlines(), stderr
+    assert "Traceback" not in stderr
