@@ -2,14 +2,16 @@
 
 strangler buckets a user as ``(murmur3_x86_32(seed 0, unsigned, UTF-8 "<flag>:<user>") *
 10000) >> 32`` (flags/bucketing.py). flagd's ``fractional`` operator in its "v2" rule
-(flagd 0.15.0 and later, openfeature-flagd-core 1.x for Python, the flagd test bed's
-``@fractional-v2``) computes ``(murmur3_x86_32(seed 0, unsigned, UTF-8 bucketBy) *
-total_weight) >> 32`` and gives the first variant whose running weight passes that bucket.
+(flagd 0.15.0 to 0.16.x, the latest release checked; openfeature-flagd-core 1.x for
+Python; the flagd test bed's ``@fractional-v2``) computes ``(murmur3_x86_32(seed 0,
+unsigned, UTF-8 bucketBy) * total_weight) >> 32`` and gives the first variant whose
+running weight passes that bucket.
 With a bucketBy of ``{"cat": ["<flag>:", {"var": "targetingKey"}]}`` and weights in basis
 points adding up to exactly 10000, both compute the same bucket and the same ranges, so
 the export is exact for every rollout. It matches no other generation: flagd before
 0.15.0 took ``|int32 hash| / MaxInt32 * 100`` as a float percentage ("v1"), and the
-"v3" rule (openfeature-flagd-core 2.x) hashes a CBOR encoding of the bucketBy value.
+"v3" rule (openfeature-flagd-core 2.x, not yet in a flagd release) hashes a CBOR
+encoding of the bucketBy value.
 
 What JsonLogic cannot say exactly is refused, never approximated: rules on token claims
 (flagd reads a context the caller builds, and claim matching has no exact JsonLogic

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,15 @@ import aiohttp
 
 from strangler.flags.bucketing import bucket
 from strangler.proxy.runtime.server import Running
-from tests.functional.conftest import Stack, free_port, token, wait_for
+from tests.functional.conftest import (
+    SECRET,
+    Stack,
+    admin_ready,
+    free_port,
+    token,
+    wait_for,
+    write_process_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "proxy" / "commands" / "demo_config" / "strangler.yaml"
@@ -412,7 +421,7 @@ async def test_plan_reports_a_rejected_file_and_an_unreachable_or_locked_proxy(
     )
 
     code, _, err = await astrangler("plan", str(bad), "--admin", admin)
-    assert code == 2
+    assert code == 3  # the proxy could not be asked
     assert err == (
         f"strangler flags plan: the admin port at {admin} wants a token; set "
         "STRANGLER_ADMIN_TOKEN (or pass --config with admin_auth).\n"
@@ -420,7 +429,7 @@ async def test_plan_reports_a_rejected_file_and_an_unreachable_or_locked_proxy(
 
     nobody = f"http://127.0.0.1:{free_port()}"
     code, _, err = await astrangler("status", "--admin", nobody)
-    assert code == 2
+    assert code == 3
     assert err.startswith(
         f"strangler flags status: cannot reach the proxy's admin port at {nobody} ("
     )
@@ -507,8 +516,205 @@ async def test_status_reaches_the_admin_port_and_token_named_by_the_config(
     assert code == 0, err
     assert json.loads(out)["flags"] == ["api", "web"]
     code, _, err = await astrangler("status", "--config", str(mine))
-    assert code == 2  # no token in this shell: a clear refusal, not a traceback
+    assert code == 3  # no token in this shell: a clear refusal, not a traceback
     assert err == (
         f"strangler flags status: the admin port at http://127.0.0.1:{p.admin_port} wants a "
         "token; set STRANGLER_ADMIN_TOKEN (or pass --config with admin_auth).\n"
+    )
+
+
+# --- exit status: a failed reload, an unreachable proxy, workers ----------------------------
+
+
+async def test_status_exits_1_while_a_failed_reload_leaves_the_previous_file_in_force(
+    stack: Stack, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("STRANGLER_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+    await stack.backends()
+    p = await stack.proxy(textwrap.dedent(CURRENT), extra=ADMIN_AUTH)
+    admin = f"http://127.0.0.1:{p.admin_port}"
+    flags_file = tmp_path / "p" / "flags.yaml"
+    in_force = hashlib.sha256(flags_file.read_bytes()).hexdigest()[:12]
+
+    async def status(*extra: str) -> tuple[int, str, str]:
+        return await astrangler(
+            "status", "--admin", admin, *extra, STRANGLER_ADMIN_TOKEN=ADMIN_TOKEN
+        )
+
+    assert (await status())[0] == 0
+    write(flags_file, "flags:\n  web: {routes: [main, chat]}\n")  # an unknown route
+
+    async def rejected() -> bool:
+        return bool((await admin_get(p, "/flags/status"))["last_error"])
+
+    await wait_for(rejected, timeout=15)
+    code, out, err = await status()
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].startswith(f"flags:       {in_force} from {flags_file}")
+    assert lines[1].startswith("last reload: error: ")
+    assert "unknown route 'chat'" in lines[1]
+    assert err == (
+        f"strangler flags status: the last reload failed; the flags {in_force} stay in force.\n"
+    )
+    # The code does not depend on the format a script asked for.
+    code, raw, _ = await status("--json")
+    assert code == 1 and json.loads(raw)["hash"] == in_force
+
+    write(flags_file, CURRENT)  # fixed: the same file as before, reloaded cleanly
+
+    async def recovered() -> bool:
+        return (await admin_get(p, "/flags/status"))["last_error"] is None
+
+    await wait_for(recovered, timeout=15)
+    code, out, err = await status()
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1] == "last reload: ok"
+
+
+async def test_explain_live_and_a_config_that_cannot_be_read_have_their_own_codes(
+    tmp_path: Path,
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    flags = write(tmp_path / "flags.yaml", EXPLAIN_FLAGS)
+    code, out, err = await astrangler(
+        "explain", "-c", str(DEMO_CONFIG), "--flags", str(flags), "--path", "/ws", "--live",
+        "--admin", nobody,
+    )  # fmt: skip
+    assert (code, out) == (3, "")
+    assert err.startswith(
+        f"strangler flags explain: cannot reach the proxy's admin port at {nobody}"
+    )
+    missing = tmp_path / "nope.yaml"
+    code, _, err = await astrangler("status", "--config", str(missing))
+    assert code == 2  # the input is wrong, not the proxy
+    assert err.startswith("strangler flags status: configuration error: ")
+    assert "Traceback" not in err
+
+
+async def test_under_workers_status_and_plan_answer_per_worker_and_fail_on_any(
+    tmp_path: Path, upstreams: Any
+) -> None:
+    legacy, unified = upstreams
+    _, admin_port = write_process_config(
+        tmp_path,
+        legacy_url=legacy.url,
+        unified_url=f"{unified.url}/v1/ws",
+        flags=textwrap.dedent(CURRENT),
+        routes=textwrap.dedent(WORKER_ROUTES),
+        poll_interval=0.05,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "strangler.proxy", "run", "--workers", "2",
+        "--config", str(tmp_path / "strangler.yaml"),
+        env={**os.environ, "STRANGLER_TEST_SECRET": SECRET},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    admin = f"http://127.0.0.1:{admin_port}"
+    try:
+        await wait_for(lambda: admin_ready(admin_port), timeout=20)
+        code, out, err = await astrangler("status", "--admin", admin)
+        assert (code, err) == (0, "")
+        lines = out.splitlines()
+        headers = [line for line in lines if line.startswith("worker ")]
+        assert [h.split(" (pid ")[0] for h in headers] == ["worker 0", "worker 1"]
+        assert lines.count("  last reload: ok") == 2
+
+        candidate = write(tmp_path / "candidate.yaml", CANDIDATE)
+        code, out, err = await astrangler("plan", str(candidate), "--admin", admin)
+        assert (code, err) == (0, "")
+        assert sum(line.startswith("  flags ") for line in out.splitlines()) == 2
+        bad = write(tmp_path / "bad.yaml", "flags:\n  web: {routes: [main, chat]}\n")
+        code, out, err = await astrangler("plan", str(bad), "--admin", admin)
+        assert (code, out) == (1, "")
+        assert err.startswith(f"rejected by the proxy: {bad}: flags.web.routes[1]: unknown route")
+
+        write(tmp_path / "flags.yaml", "flags:\n  web: {routes: [main, chat]}\n")
+
+        async def rejected() -> bool:
+            code, out, _ = await astrangler("status", "--admin", admin)
+            return code == 1 and out.count("  last reload: error: ") == 2
+
+        await wait_for(rejected, timeout=20)
+        _, _, err = await astrangler("status", "--admin", admin)
+        assert err.startswith("strangler flags status: the last reload failed on 2 of 2 workers")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=15)
+
+
+# Routes CURRENT and CANDIDATE name, for a proxy run as a process.
+WORKER_ROUTES = """
+routes:
+  - {name: main, path: /ws, dialect: main, auth: accept_then_frame}
+  - {name: api, path: /api/v1/websocket, dialect: main, auth: accept_then_frame}
+"""
+
+
+# --- export --flagd ------------------------------------------------------------------------
+
+EXPORTABLE = """
+segments:
+  staff: {users: [ann]}
+flags:
+  web:
+    routes: [main]
+    targets: {unified: [alice]}
+    rules:
+      - {name: staff, segment: staff, mode: live, rollout: 50}
+    rollout: {unified: 12.5, shadow: 10}
+  api:
+    routes: [api]
+    kill_switch: true
+"""
+
+
+def test_export_prints_the_flagd_definition_of_every_flag_or_of_one(tmp_path: Path) -> None:
+    from strangler.flags.flagd import flagd_document
+    from strangler.flags.load import load_flags
+
+    path = write(tmp_path / "flags.yaml", EXPORTABLE)
+    flagset = load_flags(path)
+    result = strangler("export", "--flagd", str(path))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == flagd_document(flagset.flags.values())
+    only = strangler("export", "--flagd", str(path), "--flag", "web")
+    assert only.returncode == 0
+    assert list(json.loads(only.stdout)["flags"]) == ["web"]
+
+
+def test_export_refuses_a_flag_it_cannot_express_exactly_and_prints_nothing(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path / "flags.yaml",
+        EXPORTABLE + "  claims:\n    routes: [factory]\n"
+        "    rules: [{name: pros, when: [{claim: plan, equals: pro}], mode: unified}]\n",
+    )
+    result = strangler("export", "--flagd", str(path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        f"{path}: flags.claims: no exact flagd equivalent: rule 'pros' tests token claims "
+        "(plan); flagd would read them from a context the caller builds, and claim matching "
+        "(list claims, numbers and booleans as text) has no exact JsonLogic equivalent.",
+        f"{path}: nothing exported; --flag KEY exports the flags that have one.",
+    ]
+    assert strangler("export", "--flagd", str(path), "--flag", "web").returncode == 0
+
+
+def test_export_usage_and_input_errors_exit_2(tmp_path: Path) -> None:
+    path = write(tmp_path / "flags.yaml", EXPORTABLE)
+    no_format = strangler("export", str(path))
+    assert no_format.returncode == 2
+    assert "the following arguments are required: --flagd" in no_format.stderr
+    unknown = strangler("export", "--flagd", str(path), "--flag", "nope")
+    assert unknown.returncode == 2
+    assert unknown.stderr == (
+        f"strangler flags export: {path} has no flag 'nope'; its flags are api, web.\n"
+    )
+    broken = write(tmp_path / "broken.yaml", "flags:\n  web: {routes: [main], default: nah}\n")
+    invalid = strangler("export", "--flagd", str(broken))
+    assert (invalid.returncode, invalid.stdout) == (2, "")
+    assert invalid.stderr.startswith(
+        "strangler flags export: the flag file has errors (see strangler flags check): "
     )
