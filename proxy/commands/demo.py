@@ -1,7 +1,8 @@
 """`strangler demo`: the proxy and both reference backends in one process, plus a tour.
 
 The tour connects two demo users to the same `/ws` path: the example flags send
-alice to the unified router and bob to legacy, and the metrics show both.
+alice to the unified router and bob to legacy, and the metrics show both. The servers'
+log goes to `demo.log` in the work directory, so the terminal shows the tour alone.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,10 +22,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from strangler.flags.load import FlagFileError
 from strangler.legacy_adapters.canonical import strip_volatile
 from strangler.proxy.commands.client import run_client
 from strangler.proxy.config import Address, Config, json_schema, load_config
-from strangler.proxy.runtime.server import start
+from strangler.proxy.runtime.server import ListenError, start
+from strangler.proxy.telemetry.logs import TextFormatter
 from strangler.reference.legacy_backend import build_legacy_app
 from strangler.reference.settings import BackendSettings
 from strangler.reference.unified_backend import build_unified_app
@@ -31,6 +35,7 @@ from strangler.reference.unified_backend import build_unified_app
 DEMO_SECRET = "demo-secret-change-me-before-production-use"
 CONFIG_DIR = Path(__file__).with_name("demo_config")
 DEFAULT_BASE_PORT = 8080  # proxy; admin +10, legacy backend +11, unified router +12
+LOG_FILE = "demo.log"  # in the work directory: the servers' log, off the tour's terminal
 
 # The metric families the tour prints, to show both backends at work.
 TOUR_METRICS = (
@@ -65,10 +70,36 @@ def prepare_workdir(workdir: Path) -> Path:
     return workdir / "strangler.yaml"
 
 
-async def _start_backend(app: web.Application, port: int) -> web.AppRunner:
+def log_to_file(path: Path) -> list[logging.Handler]:
+    """Send every log record to `path` (emptied first) instead of the terminal; returns
+    the handlers it replaced."""
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(TextFormatter())
+    root = logging.getLogger()
+    replaced = root.handlers[:]
+    for old in replaced:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    return replaced
+
+
+def _restore_log(replaced: list[logging.Handler]) -> None:
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+        handler.close()
+    for handler in replaced:
+        root.addHandler(handler)
+
+
+async def _start_backend(app: web.Application, name: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(name, Address("127.0.0.1", port), exc) from exc
     return runner
 
 
@@ -136,21 +167,44 @@ async def run_demo(
 ) -> None:
     """Start everything, run the tour, then serve until interrupted."""
     os.environ.setdefault("STRANGLER_JWT_SECRET", DEMO_SECRET)
-    secret = os.environ["STRANGLER_JWT_SECRET"]
     config = with_ports(load_config(prepare_workdir(Path(workdir))), base_port)
+    replaced = log_to_file(Path(workdir) / LOG_FILE)
+    try:
+        await _serve(config, base_port, Path(workdir), tour=tour, exit_after_tour=exit_after_tour)
+    except ListenError as exc:
+        # A port of the demo's block taken (another demo?): say which, not a traceback.
+        print(f"strangler demo: cannot listen: {exc}; try --base-port", file=sys.stderr)
+        raise SystemExit(2) from None
+    except FlagFileError as exc:  # the kept flags.yaml, edited into a broken one
+        print(f"strangler demo: flag file error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        _restore_log(replaced)
+
+
+async def _serve(
+    config: Config, base_port: int, workdir: Path, *, tour: bool, exit_after_tour: bool
+) -> None:
+    secret = os.environ["STRANGLER_JWT_SECRET"]
     settings = BackendSettings(jwt_secret=secret, event_delay=0.05)
     # The demo's unified router has one deliberate regression: asked about GPUs it calls
     # another tool, so the shadow comparison has something to find.
     unified = replace(settings, divergence="other_tool", divergence_keyword="GPU")
-    backends = [
-        await _start_backend(build_legacy_app(settings), base_port + 11),
-        await _start_backend(build_unified_app(unified), base_port + 12),
-    ]
-    running = await start(config)
+    backends: list[web.AppRunner] = []
+    try:
+        legacy_app, unified_app = build_legacy_app(settings), build_unified_app(unified)
+        backends.append(await _start_backend(legacy_app, "legacy backend", base_port + 11))
+        backends.append(await _start_backend(unified_app, "unified router", base_port + 12))
+        running = await start(config)
+    except BaseException:
+        for runner in backends:
+            await runner.cleanup()
+        raise
     url = f"ws://{config.listen.host}:{running.port}/ws"
     print(
         f"strangler demo: proxy on {url}, admin on :{running.admin_port}, "
-        f"legacy backend :{base_port + 11}, unified router :{base_port + 12}"
+        f"legacy backend :{base_port + 11}, unified router :{base_port + 12}\n"
+        f"The servers' log goes to {workdir / LOG_FILE}."
     )
     try:
         if tour:
@@ -158,9 +212,10 @@ async def run_demo(
         print(
             "\nNext:\n"
             f"  strangler client --url {url} --user carol 'Optimize my costs'\n"
-            f"  edit {config.flags.file} (e.g. add bob under targets.unified); "
+            f"  edit {workdir / 'flags.yaml'} (e.g. add bob under targets.unified); "
             "the next connection follows it\n"
             f"  curl -s http://127.0.0.1:{running.admin_port}/metrics | grep ^strangler_\n"
+            f"  tail -f {workdir / LOG_FILE}   (connections, flag reloads)\n"
             "  Ctrl-C stops the demo."
         )
         sys.stdout.flush()
