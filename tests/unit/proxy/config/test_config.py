@@ -14,7 +14,7 @@ from strangler.proxy.relay.frame_relay import clip_reason, sendable
 
 GOOD = """
 listen: 127.0.0.1:8080
-admin_listen: "[::1]:9090"
+admin_listen: "[::1]:8090"
 backends:
   legacy: {url: "ws://127.0.0.1:8091/", connect_timeout: 2}
   unified: {url: "wss://router.internal/v1/ws"}
