@@ -38,9 +38,8 @@ def plan_text(plan: dict[str, Any], candidate: FlagSet | None) -> str:
         out.extend("  " + line for line in _table(rows))
     out.append("population (users not targeted), per flag, before -> after:")
     for entry in plan.get("population", []):
-        out.append(
-            f"  {entry['flag']}: {_shares(entry.get('before'))} -> {_shares(entry.get('after'))}"
-        )
+        before, after = entry.get("percent_before"), entry.get("percent_after")
+        out.append(f"  {entry['flag']}: {_shares(before)} -> {_shares(after)}")
         targets_before, targets_after = entry.get("targets_before"), entry.get("targets_after")
         if targets_before != targets_after:
             out.append(f"    targets: {_counts(targets_before)} -> {_counts(targets_after)}")
@@ -57,12 +56,14 @@ def _policy(candidate: FlagSet | None, route: str) -> str:
     return f"drain (closed 1012, at most {flag.drain_rate:g}/s)"
 
 
-def _shares(shares: dict[str, float] | None) -> str:
-    if shares is None:
+def _shares(percents: dict[str, float] | None) -> str:
+    """Rollout shares as the plan sends them, in percent (the file's unit): exact to the
+    file's two decimals, so 0.5 prints as 0.5%."""
+    if percents is None:
         return "(no flag)"
     order = ("unified", "live", "shadow", "legacy")
-    ranked = sorted(shares.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9)
-    return ", ".join(f"{mode} {share * 100:.4g}%" for mode, share in ranked) or "(none)"
+    ranked = sorted(percents.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9)
+    return ", ".join(f"{mode} {value:g}%" for mode, value in ranked) or "(none)"
 
 
 def _counts(counts: dict[str, int] | None) -> str:

@@ -38,6 +38,19 @@ CLOSE_SERVICE_RESTART = 1012
 _LEGACY = Mode.LEGACY
 
 
+def ticket_decision(decision: Decision, redeems_tickets: bool) -> Decision:
+    """Where a ticket connection may go. Only the legacy backend redeems tickets unless
+    the unified router says it does; and a ticket is single use, so no mode may hand it
+    to two backends: shadow and live lose their comparison (docs/PROTOCOL.md, Tickets)."""
+    if not redeems_tickets:
+        mode = _LEGACY
+    else:
+        mode = {Mode.SHADOW: _LEGACY, Mode.LIVE: Mode.UNIFIED}.get(decision.mode, decision.mode)
+    if mode is decision.mode:
+        return decision
+    return decision._replace(mode=mode, reason=Reason.TICKET)
+
+
 @dataclass(eq=False)
 class ReleaseControl:
     """The flags in force, the guards, and the open connections they move."""
@@ -48,22 +61,26 @@ class ReleaseControl:
     connections: OpenConnections
     spawn: Callable[[Coroutine[Any, Any, None]], None]
     """Runs background work (a drain) on a task the proxy stops at shutdown."""
+    redeems_tickets: bool = False
+    """Whether the unified router redeems tickets (`backends.unified.redeems_tickets`)."""
     guards: Guards = field(default_factory=Guards)
     audit: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
     _active_flags: FlagSet = field(init=False)
+    _started: bool = field(default=False, init=False)
     _evaluation_tallies: dict[tuple[Any, ...], Tally] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._active_flags = self.flags.current
         self.guards.configure(self._active_flags)
 
-    def decide(self, route: Route, identity: Identity | None) -> Decision:
-        """This connection's mode, from the flags in force now."""
+    def decide(self, route: Route, identity: Identity | None, *, ticket: bool = False) -> Decision:
+        """This connection's mode, from the flags in force now (`ticket`: the client
+        presented a ticket rather than a token)."""
         if identity is None:
-            decision = self.evaluate(self.flags.current, route.name, None, None)
+            decision = self.evaluate(self.flags.current, route.name, None, None, ticket)
         else:
             decision = self.evaluate(
-                self.flags.current, route.name, identity.user_id, identity.claims
+                self.flags.current, route.name, identity.user_id, identity.claims, ticket
             )
         key = decision[:3]  # flag, mode, reason
         tally = self._evaluation_tallies.get(key)
@@ -82,24 +99,42 @@ class ReleaseControl:
         return decision
 
     def evaluate(
-        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any] | None
+        self,
+        flagset: FlagSet,
+        route: str,
+        user_id: str | None,
+        claims: Mapping[str, Any] | None,
+        ticket: bool = False,
     ) -> Decision:
-        """The one decision rule: the flags, then a tripped guard holding a flag on legacy."""
+        """The one decision rule: the flags, then a tripped guard holding a flag on legacy,
+        then the backends that can redeem a ticket."""
         decision = evaluate(flagset, route, user_id, claims)
         if decision.mode is not _LEGACY and self.guards.holds(flagset, decision.flag):
             return decision._replace(mode=Mode.LEGACY, reason=Reason.GUARD)
+        if ticket and decision.mode is not _LEGACY:
+            return ticket_decision(decision, self.redeems_tickets)
         return decision
 
     def mode_for(
-        self, flagset: FlagSet, route: str, user_id: str | None, claims: Mapping[str, Any]
+        self,
+        flagset: FlagSet,
+        route: str,
+        user_id: str | None,
+        claims: Mapping[str, Any],
+        ticket: bool = False,
     ) -> Mode:
-        return self.evaluate(flagset, route, user_id, claims).mode
+        return self.evaluate(flagset, route, user_id, claims, ticket).mode
 
     # -- release management -----------------------------------------------------------
 
     def on_reload(self, result: ReloadResult) -> None:
-        """A reload was attempted: audit it; if applied, update drift and drain."""
+        """A reload was attempted: audit it; if applied, update drift and drain.
+
+        The server reports the file it starts with as the first result, before it serves:
+        that record says ``startup`` so nobody reads it as a reload that changed nothing.
+        """
         previous = self._active_flags
+        startup, self._started = not self._started, True
         cleared: list[str] = []
         if result.outcome == "applied":
             self._active_flags = result.flagset
@@ -112,6 +147,8 @@ class ReleaseControl:
             "changes": _changes(previous, result) if result.outcome == "applied" else [],
             "error": str(result.error) if result.error else None,
         }
+        if startup:
+            record["startup"] = True
         if cleared:
             record["guards_cleared"] = sorted(cleared)
         self._audit(record)
@@ -183,7 +220,8 @@ class ReleaseControl:
         current = self.flags.current
         for conn in self.connections:
             conn.drifted = (
-                self.mode_for(current, conn.route.name, conn.user_id, conn.claims) is not conn.mode
+                self.mode_for(current, conn.route.name, conn.user_id, conn.claims, conn.ticket)
+                is not conn.mode
             )
             counts[conn.route.name] += conn.drifted
         for route, n in counts.items():
@@ -196,7 +234,12 @@ class ReleaseControl:
     def plan(self, candidate: FlagSet) -> Plan:
         """What applying `candidate` would do to the connections open now."""
         return plan(
-            (OpenConnection(c.route.name, c.user_id, c.claims, c.mode) for c in self.connections),
+            # A ticket connection stays where the ticket rule put it, whatever the flags.
+            (
+                OpenConnection(c.route.name, c.user_id, c.claims, c.mode)
+                for c in self.connections
+                if not c.ticket
+            ),
             self.flags.current,
             candidate,
             self.mode_for,

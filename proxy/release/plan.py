@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from strangler.flags.model import Condition, Flag, FlagSet, Mode, Segment
+from strangler.flags.model import BASIS_POINTS, Condition, Flag, FlagSet, Mode, Rule, Segment
 
 # How the proxy decides a mode (flags.evaluate plus anything layered on top, such as
 # tripped guards), for a given flag set.
@@ -48,7 +48,7 @@ class Plan:
     candidate_hash: str
     open_connections: int
     moves: tuple[Move, ...]  # open connections whose mode would change
-    population: tuple[dict[str, Any], ...]  # per flag: rollout shares before and after
+    population: tuple[dict[str, Any], ...]  # per flag: rollout percent before and after
 
 
 def drifted(
@@ -85,15 +85,34 @@ def plan(
     )
 
 
-def rollout_shares(flag: Flag) -> dict[str, float]:
-    """The share of the flag's (untargeted) users per mode, 0..1."""
+def rollout_points(flag: Flag) -> dict[str, int]:
+    """The flag's (untargeted) users per mode in basis points, adding up to 10,000."""
     if flag.kill_switch:
-        return {Mode.LEGACY.value: 1.0}
-    shares = {mode.value: points / 10000 for mode, points in flag.rollout.items() if points}
-    rest = 1.0 - sum(shares.values())
+        return {Mode.LEGACY.value: BASIS_POINTS}
+    points = {mode.value: n for mode, n in flag.rollout.items() if n}
+    rest = BASIS_POINTS - sum(points.values())
     if rest > 0:
-        shares[flag.default.value] = shares.get(flag.default.value, 0.0) + rest
-    return shares
+        points[flag.default.value] = points.get(flag.default.value, 0) + rest
+    return points
+
+
+def rollout_shares(flag: Flag) -> dict[str, float]:
+    """The share of the flag's (untargeted) users per mode, 0..1 (the metric's unit)."""
+    return {mode: points / BASIS_POINTS for mode, points in rollout_points(flag).items()}
+
+
+def percent(points: int) -> int | float:
+    """Basis points as the percent a flag file says: 1000 -> 10, 50 -> 0.5.
+
+    Whole percents stay integers; otherwise points / 100 is the float nearest that
+    decimal, which prints as the decimal itself (0.5, never 0.5000000001)."""
+    whole, rest = divmod(points, 100)
+    return whole if rest == 0 else points / 100
+
+
+def rollout_percent(flag: Flag) -> dict[str, int | float]:
+    """The flag's (untargeted) users per mode in percent, as people and the file say it."""
+    return {mode: percent(points) for mode, points in rollout_points(flag).items()}
 
 
 def _population(current: FlagSet, candidate: FlagSet) -> Iterable[dict[str, Any]]:
@@ -101,8 +120,9 @@ def _population(current: FlagSet, candidate: FlagSet) -> Iterable[dict[str, Any]
         before, after = current.flags.get(key), candidate.flags.get(key)
         yield {
             "flag": key,
-            "before": rollout_shares(before) if before else None,
-            "after": rollout_shares(after) if after else None,
+            # In percent, the file's own unit: 10 here is the file's `unified: 10`.
+            "percent_before": rollout_percent(before) if before else None,
+            "percent_after": rollout_percent(after) if after else None,
             "targets_before": _target_counts(before),
             "targets_after": _target_counts(after),
         }
@@ -117,7 +137,7 @@ def _target_counts(flag: Flag | None) -> dict[str, int]:
 def audit_changes(old: FlagSet, new: FlagSet) -> list[dict[str, Any]]:
     """Per flag, what a reload changed. Target lists and segment users are summarised as
     counts and condition values left out, so the record (logged at info level) never
-    names a user."""
+    names a user. Rollout values are in percent, as the file writes them."""
     changes: list[dict[str, Any]] = []
     for key in sorted(set(old.flags) | set(new.flags)):
         before, after = old.flags.get(key), new.flags.get(key)
@@ -142,6 +162,8 @@ def _field_changes(before: Flag, after: Flag) -> dict[str, Any]:
             continue
         if f.name == "targets":
             out["targets"] = _target_delta(a, b)
+        elif f.name == "rollout":
+            out["rollout"] = {"from": _rollout_percent(a), "to": _rollout_percent(b)}
         else:
             out[f.name] = {"from": _plain(a), "to": _plain(b)}
     return out
@@ -157,6 +179,10 @@ def _target_delta(a: Mapping[str, Mode], b: Mapping[str, Mode]) -> dict[str, str
         for mode in Mode
         if added[mode] or removed[mode]
     }
+
+
+def _rollout_percent(rollout: Mapping[Mode, int]) -> dict[str, int | float]:
+    return {mode.value: percent(points) for mode, points in rollout.items()}
 
 
 def _plain(value: Any) -> Any:
@@ -175,17 +201,25 @@ def _plain(value: Any) -> Any:
         }
     if isinstance(value, Condition):
         return f"{value.claim} {value.op.value}"
+    if isinstance(value, Rule):
+        rule = _fields(value)
+        rule["rollout"] = percent(value.rollout)  # basis points inside, percent in the file
+        return rule
     if isinstance(value, Mapping):
         return {str(_plain(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        # Field by field (asdict would turn a nested segment into a dict of its users).
-        return {
-            f.name: _plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if not f.name.startswith("_")
-        }
+        return _fields(value)
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    # Field by field (asdict would turn a nested segment into a dict of its users).
+    return {
+        f.name: _plain(getattr(value, f.name))
+        for f in dataclasses.fields(value)
+        if not f.name.startswith("_")
+    }

@@ -104,8 +104,9 @@ async def test_plan_counts_what_a_candidate_file_would_move_without_applying_it(
         assert moves[("main", "legacy", "shadow")] == 1  # carol
         assert ("main", "unified", "legacy") not in moves  # alice stays
         population = plan["population"][0]
-        assert population["after"]["unified"] == pytest.approx(0.1)
-        assert population["before"] == {"legacy": 1.0}
+        # Percent, as the candidate file says it (`rollout: {unified: 10}`).
+        assert population["percent_after"] == {"unified": 10, "legacy": 90}
+        assert population["percent_before"] == {"legacy": 100}
         # Nothing was applied.
         assert await who(sockets[1]) == "legacy"
         assert (await admin(p, "/flags/status"))["drift"] == {"main": 0}
