@@ -20,7 +20,7 @@ from strangler.flags.load import FlagFileError, parse_flags
 from strangler.proxy.admin.status_page import FlagView, MismatchView, StatusSnapshot, render
 from strangler.proxy.admin.trust import AdminTrust, trust_middleware
 from strangler.proxy.app import Proxy
-from strangler.proxy.release.plan import rollout_shares
+from strangler.proxy.release.plan import rollout_percent
 
 log = logging.getLogger("strangler.admin")
 
@@ -44,7 +44,7 @@ def status_snapshot(proxy: Proxy) -> StatusSnapshot:
             default=flag.default.value,
             anonymous=flag.anonymous.value,
             kill_switch=flag.kill_switch,
-            shares=rollout_shares(flag),
+            shares=rollout_percent(flag),
             targets=dict(Counter(mode.value for mode in flag.targets.values())),
             rules=tuple(rule.name for rule in flag.rules),
             drain_rate=flag.drain_rate,
@@ -151,6 +151,8 @@ def build_admin_app(proxy: Proxy) -> web.Application:
         )
 
     async def flags_audit(_: web.Request) -> web.Response:
+        # Newest first. Rollout values are in percent, the flag file's unit; targets are
+        # counts (proxy/release/plan.py audit_changes).
         return web.json_response({"records": list(reversed(proxy.audit))})
 
     async def flags_plan(request: web.Request) -> web.Response:

@@ -8,23 +8,29 @@ clients and must never become markup. The snapshot carries no user ids or tokens
 (targets are counted, mismatch samples are reduced to route, turn and categories),
 so nothing here can leak them.
 
-Tables and cells have stable ids, classes and `data-*` attributes (`#connections`,
-`tr[data-route=main] td[data-mode=unified]`) so tools and tests can read the page.
+Everything reads as sentences for a person: guards (proxy/admin/guard_text.py), reloads
+and their changes (proxy/admin/audit_text.py), percentages as the flag file writes them.
+The structures stay on the JSON endpoints. Tables and cells have stable ids, classes and
+`data-*` attributes (`#connections`, `tr[data-route=main] td[data-mode=unified]`) so
+tools and tests can read the page.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from strangler.flags.model import Mode
+from strangler.proxy.admin.audit_text import detail_lines, event_text
+from strangler.proxy.admin.guard_text import guard_text, state_sentences, state_word
+from strangler.proxy.admin.wording import counted, percent_text, stamp
 
 # Column order of the connections table: the order users move forward in.
 MODES = (Mode.LEGACY.value, Mode.SHADOW.value, Mode.LIVE.value, Mode.UNIFIED.value)
+# Rollout ranges from bucket 0, legacy last: how a flag's shares and targets are listed.
+ROLLOUT_MODES = (Mode.UNIFIED.value, Mode.LIVE.value, Mode.SHADOW.value, Mode.LEGACY.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +42,7 @@ class FlagView:
     default: str
     anonymous: str
     kill_switch: bool
-    shares: Mapping[str, float]  # rollout share per mode, 0..1 (proxy.release)
+    shares: Mapping[str, float]  # percent of untargeted users per mode (proxy.release)
     targets: Mapping[str, int] = field(default_factory=dict)
     rules: tuple[str, ...] = ()
     drain_rate: float | None = None
@@ -84,48 +90,11 @@ def e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _stamp(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
-
-
 def _when(at: float | None, now: float) -> str:
     if at is None:
         return "never"
     age = round(now - at)
-    return f"{_stamp(at)} ({age} s ago)" if age >= 0 else f"{_stamp(at)} (in {-age} s)"
-
-
-def _share(value: float) -> str:
-    return f"{value * 100:.2f}".rstrip("0").rstrip(".") + "%"
-
-
-def guard_text(guard: Mapping[str, Any]) -> str:
-    """A flag's guard as a sentence: what trips it, over how many samples and how long."""
-    limits = [
-        f"{what} over {_share(float(guard[key]))}"
-        for key, what in (
-            ("max_mismatch_ratio", "mismatches"),
-            ("max_unified_error_ratio", "unified errors"),
-        )
-        if guard.get(key) is not None
-    ]
-    if not limits:
-        return _plain(dict(guard))  # a shape this page does not know: show it as it is
-    window = guard.get("window")
-    samples = guard.get("min_samples")
-    return (
-        "back to legacy on "
-        + " or ".join(limits)
-        + (f" of at least {samples} samples" if samples is not None else "")
-        + (f" in {float(window):g} s" if window is not None else "")
-    )
-
-
-def _plain(value: Any) -> str:
-    """A compact text form of a nested value (audit fields, guard details)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
+    return f"{stamp(at)} ({age} s ago)" if age >= 0 else f"{stamp(at)} (in {-age} s)"
 
 
 def _empty(ident: str, text: str) -> str:
@@ -157,62 +126,87 @@ def _summary(s: StatusSnapshot) -> str:
         f"<dt>Last reload error</dt>{error}"
         f'<dt>Open connections</dt><dd id="open-total">{open_total}</dd>'
         f'<dt>Shadow switch</dt><dd id="shadow-switch">{shadow}, '
-        f"{s.secondary_connections} secondary connections</dd>"
+        f"{counted(s.secondary_connections, 'secondary connection')}</dd>"
         "</dl></section>"
     )
 
 
-def _flag_row(f: FlagView) -> str:
+def _mode_order(mode: str) -> int:
+    return ROLLOUT_MODES.index(mode) if mode in ROLLOUT_MODES else len(ROLLOUT_MODES)
+
+
+def targets_text(targets: Mapping[str, int]) -> str:
+    """Targets as counts per mode (never the users): ``by target: 3 users on unified``."""
+    listed = [
+        f"{counted(n, 'user')} on {m}"
+        for m, n in sorted(targets.items(), key=lambda kv: _mode_order(kv[0]))
+        if n
+    ]
+    return "by target: " + (", ".join(listed) or "nobody")
+
+
+def _shares(f: FlagView) -> str:
     shares = ", ".join(
-        f'<span class="share" data-mode="{e(m)}">{e(m)} {e(_share(v))}</span>'
+        f'<span class="share" data-mode="{e(m)}">{e(percent_text(v))} {e(m)}</span>'
         for m, v in sorted(f.shares.items(), key=lambda kv: _mode_order(kv[0]))
     )
-    targets = ", ".join(f"{e(m)}: {n}" for m, n in sorted(f.targets.items())) or "none"
+    return f"by percentage rollout: {shares or 'nobody'}"
+
+
+def _flag_row(f: FlagView, tripped: bool) -> str:
     kill = '<td class="kill on">ON</td>' if f.kill_switch else '<td class="kill">off</td>'
     drain = (
-        f"close moved connections at {e(f.drain_rate)}/s"
+        f"close moved connections at {e(f'{f.drain_rate:g}')}/s"
         if f.drain_rate
         else "keep open connections in their mode"
     )
     guard = e(guard_text(f.guard)) if f.guard else "none"
+    if tripped:  # what the file says is not what users get: say so where it is read
+        guard = f'<span class="bad">tripped: held on legacy</span>; {guard}'
     effective = (
-        f'<br><span class="effective">effective from {e(_stamp(f.effective_at))}</span>'
+        f'<br><span class="effective">effective from {e(stamp(f.effective_at))}</span>'
         if f.effective_at is not None
         else ""
     )
+    rules = ", ".join(e(r) for r in f.rules) or "none"
     return (
         f'<tr data-flag="{e(f.key)}"><td class="key"><code>{e(f.key)}</code>{effective}</td>'
-        f'<td class="routes">{", ".join(e(r) for r in f.routes)}</td>'
-        f'<td class="shares">{shares}</td>'
-        f'<td class="default">{e(f.default)} (anonymous: {e(f.anonymous)})</td>'
-        f'<td class="targets">{targets}</td>'
-        f'<td class="rules">{", ".join(e(r) for r in f.rules) or "none"}</td>'
-        f'{kill}<td class="drain">{drain}</td><td class="guard">{guard}</td></tr>'
+        f'<td class="routes">{", ".join(e(r) for r in f.routes)}</td>{kill}'
+        f'<td class="targets">{e(targets_text(f.targets))}</td>'
+        f'<td class="rules">by rule: {rules}</td>'
+        f'<td class="shares">{_shares(f)}</td>'
+        f'<td class="default">{e(f.default)} (anonymous users: {e(f.anonymous)})</td>'
+        f'<td class="drain">{drain}</td><td class="guard">{guard}</td></tr>'
     )
-
-
-def _mode_order(mode: str) -> int:
-    return MODES.index(mode) if mode in MODES else len(MODES)
 
 
 def _flags(s: StatusSnapshot) -> str:
     head = (
         "Flag",
         "Routes",
-        "Rollout shares",
-        "Default",
+        "Kill switch",
         "Targets",
         "Rules",
-        "Kill switch",
+        "Rollout (everyone else)",
+        "Default",
         "Drain policy",
         "Guard",
     )
     body = (
-        _table("flags", head, [_flag_row(f) for f in s.flags])
+        _table(
+            "flags",
+            head,
+            [_flag_row(f, state_word(s.guards.get(f.key)) == "tripped") for f in s.flags],
+        )
         if s.flags
         else _empty("no-flags", "no flags: every route is served by legacy")
     )
-    return f'<section id="section-flags"><h2>Flags</h2>{body}</section>'
+    return (
+        '<section id="section-flags"><h2>Flags</h2>'
+        "<p>A user's mode comes from the first that applies, in the columns' order: "
+        "kill switch, target, rule, percentage rollout (sticky per user), default.</p>"
+        f"{body}</section>"
+    )
 
 
 def _connections(s: StatusSnapshot) -> str:
@@ -242,37 +236,31 @@ def _connections(s: StatusSnapshot) -> str:
     )
 
 
-def _change(change: Mapping[str, Any]) -> str:
-    text = f"{change.get('flag', '?')}: {change.get('change', '?')}"
-    fields = change.get("fields")
-    if fields:
-        text += " " + _plain(fields)
-    return f"<li>{e(text)}</li>"
-
-
 def _audit(s: StatusSnapshot) -> str:
     rows = []
     for record in s.audit:
         outcome = str(record.get("outcome", "?"))
-        changes = record.get("changes") or []
-        listed = "".join(_change(c) for c in changes if isinstance(c, Mapping))
         at = record.get("at")
         when = _when(at if isinstance(at, int | float) else None, s.generated_at)
+        lines = detail_lines(record)
+        if outcome == "rejected":
+            details = "".join(f'<span class="error bad">{e(line)}</span>' for line in lines)
+        elif lines:
+            details = "<ul>" + "".join(f"<li>{e(line)}</li>" for line in lines) + "</ul>"
+        else:
+            details = ""
         rows.append(
-            f'<tr class="reload {e(outcome)}">'
+            f'<tr class="reload {e(outcome)}" data-outcome="{e(outcome)}">'
             f'<td class="at">{e(when)}</td>'
-            f'<td class="outcome">{e(outcome)}</td>'
-            f'<td class="hashes"><code>{e(record.get("old_hash") or "")}</code> → '
-            f"<code>{e(record.get('new_hash') or 'unchanged')}</code></td>"
-            f'<td class="changes">{f"<ul>{listed}</ul>" if listed else "no change"}</td>'
-            f'<td class="error">{e(record.get("error") or "")}</td></tr>'
+            f'<td class="event">{e(event_text(record))}</td>'
+            f'<td class="changes">{details}</td></tr>'
         )
     body = (
-        _table("audit", ("At", "Outcome", "Hash", "Changes", "Error"), rows)
+        _table("audit", ("At", "What happened", "Changes"), rows)
         if rows
         else _empty("no-audit", "no reloads recorded")
     )
-    return f'<section id="section-audit"><h2>Recent reloads</h2>{body}</section>'
+    return f'<section id="section-audit"><h2>Recent reloads and guard trips</h2>{body}</section>'
 
 
 def _mismatches(s: StatusSnapshot) -> str:
@@ -301,23 +289,18 @@ def _mismatches(s: StatusSnapshot) -> str:
     )
 
 
-def _guard_value(value: Any) -> str:
-    if isinstance(value, Mapping):
-        items = "".join(
-            f'<dt>{e(k)}</dt><dd data-key="{e(k)}">{e(_plain(v))}</dd>' for k, v in value.items()
-        )
-        return f"<dl>{items}</dl>"
-    return e(_plain(value))
-
-
 def _guards(s: StatusSnapshot) -> str:
-    rows = [
-        f'<tr data-flag="{e(key)}"><th scope="row">{e(key)}</th>'
-        f'<td class="state">{_guard_value(value)}</td></tr>'
-        for key, value in sorted(s.guards.items(), key=lambda kv: str(kv[0]))
-    ]
+    rows = []
+    for key, value in sorted(s.guards.items(), key=lambda kv: str(kv[0])):
+        word = state_word(value)
+        lines = "".join(f"<li>{e(line)}</li>" for line in state_sentences(value, s.generated_at))
+        rows.append(
+            f'<tr data-flag="{e(key)}" data-state="{word}"><th scope="row">{e(key)}</th>'
+            f'<td class="state {"bad" if word == "tripped" else "ok"}">{word}</td>'
+            f'<td class="details"><ul>{lines}</ul></td></tr>'
+        )
     body = (
-        _table("guards", ("Flag", "State"), rows)
+        _table("guards", ("Flag", "State", "Details"), rows)
         if rows
         else _empty("no-guards", "no guards configured")
     )
@@ -345,7 +328,7 @@ def render(s: StatusSnapshot) -> str:
         if s.refresh_seconds > 0
         else ""
     )
-    generated = _stamp(s.generated_at)
+    generated = stamp(s.generated_at)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

@@ -1,13 +1,17 @@
 """The admin status page as a release manager sees it: rendered by real headless
 Chromium against a proxy in front of the reference backends, with connections open in
-several modes, a shadow mismatch and a flag change behind it."""
+several modes, a flag change (targets and rollout) behind it, and a guard the shadow
+mismatch that followed has tripped. What a person reads there is sentences: no JSON, no
+basis points, no user ids."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import shutil
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -29,20 +33,23 @@ UNIFIED_USER = "u-status-unified-5c1d"
 LEGACY_USER = "u-status-legacy-9e2b"
 SHADOW_USER = "u-status-shadow-47af"
 
+# One mismatching turn is enough to trip this guard (ratio 1 > 0.5 with 1 sample).
 FLAGS = f"""
 flags:
   unified_router:
     routes: [main, api, main_user, main_v1, factory, isolated, legacy, legacy_test]
     targets: {{unified: [{UNIFIED_USER}], shadow: [{SHADOW_USER}]}}
-    guard: {{max_mismatch_ratio: 0.5, min_samples: 1000}}
+    guard: {{max_mismatch_ratio: 0.5, min_samples: 1}}
 """
-# The change under test: the legacy user moves to unified while connected (drift).
+# The change under test: the legacy user moves to unified while connected (drift), and
+# 12.5% of everyone else too (1250 basis points inside: never shown).
 FLAGS_MOVED = f"""
 flags:
   unified_router:
     routes: [main, api, main_user, main_v1, factory, isolated, legacy, legacy_test]
     targets: {{unified: [{UNIFIED_USER}, {LEGACY_USER}], shadow: [{SHADOW_USER}]}}
-    guard: {{max_mismatch_ratio: 0.5, min_samples: 1000}}
+    rollout: {{unified: 12.5}}
+    guard: {{max_mismatch_ratio: 0.5, min_samples: 1}}
 """
 SHADOW_FAST = """
 shadow:
@@ -118,6 +125,21 @@ async def one_turn(ws: aiohttp.ClientWebSocketResponse) -> None:
             pass
 
 
+def visible_text(element: Element) -> str:
+    """The text a reader sees, cell by cell (separated, unlike Element.text)."""
+    parts: list[str] = []
+
+    def walk(node: Element | str) -> None:
+        if isinstance(node, str):
+            parts.append(node)
+        elif node.tag not in ("style", "script", "title"):
+            for child in node.children:
+                walk(child)
+
+    walk(element)
+    return " ".join(" ".join(parts).split())
+
+
 def counts(row: Element) -> dict[str, str]:
     return {
         td.attrs["data-mode"]: td.text
@@ -126,7 +148,7 @@ def counts(row: Element) -> dict[str, str]:
     }
 
 
-async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatches_and_guards(
+async def test_status_page_in_chromium_reads_as_sentences_after_a_change_and_a_trip(
     stack: Stack, tmp_path: Path
 ) -> None:
     if not os.access(CHROMIUM, os.X_OK):
@@ -137,30 +159,35 @@ async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatche
     )
     proxy = await stack.proxy(FLAGS, extra=SHADOW_FAST)
     tokens = [token(u) for u in (UNIFIED_USER, LEGACY_USER, SHADOW_USER)]
+    started = (await admin_json(proxy, "/flags/status"))["hash"]
 
     async with aiohttp.ClientSession() as session, AsyncExitStack() as conns:
         await connect(conns, session, proxy, UNIFIED_USER)
         await connect(conns, session, proxy, LEGACY_USER)
         shadow_ws = await connect(conns, session, proxy, SHADOW_USER)
-        await one_turn(shadow_ws)  # the unified router calls another tool: a mismatch
-
-        async def mismatch_recorded() -> bool:
-            return bool((await admin_json(proxy, "/shadow"))["recent_mismatches"])
-
-        await wait_for(mismatch_recorded, timeout=10)
 
         (stack.tmp / "p" / "flags.yaml").write_text(FLAGS_MOVED)
-
-        async def drifted() -> bool:
-            return bool((await admin_json(proxy, "/flags/status"))["drift"].get("main") == 1)
 
         async def applied() -> bool:
             records = (await admin_json(proxy, "/flags/audit"))["records"]
             return len(records) >= 2 and records[0]["outcome"] == "applied"
 
         await wait_for(applied, timeout=10)
-        await wait_for(drifted, timeout=10)
+
+        # The unified router calls another tool: a mismatch, and the guard trips on it.
+        await one_turn(shadow_ws)
+
+        async def tripped() -> bool:
+            guards = (await admin_json(proxy, "/flags/status"))["guards"]
+            return bool(guards["unified_router"]["tripped"])
+
+        async def mismatch_recorded() -> bool:
+            return bool((await admin_json(proxy, "/shadow"))["recent_mismatches"])
+
+        await wait_for(tripped, timeout=10)
+        await wait_for(mismatch_recorded, timeout=10)
         status = await admin_json(proxy, "/flags/status")
+        audit = (await admin_json(proxy, "/flags/audit"))["records"]
         sample = (await admin_json(proxy, "/shadow"))["recent_mismatches"][0]
 
         url = f"http://127.0.0.1:{proxy.admin_port}/status"
@@ -170,10 +197,15 @@ async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatche
             chromium_args(
                 tmp_path / "chromium",
                 f"--screenshot={shot}",
-                "--window-size=1280,2000",
+                "--window-size=1400,1500",
                 url,
             )
         )
+
+    # The machine-readable record keeps its structure, in the file's unit (percent).
+    assert [r["outcome"] for r in audit] == ["guard_tripped", "applied", "applied"]
+    assert audit[1]["changes"][0]["fields"]["rollout"] == {"from": {}, "to": {"unified": 12.5}}
+    assert audit[2]["startup"] is True and audit[2]["new_hash"] == started
 
     page = parse(dom)
     assert page.find("title").text == "strangler status"
@@ -182,18 +214,38 @@ async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatche
 
     rows = table_rows(page.by_id("connections"), lambda r: r.attrs["data-route"])
     assert counts(rows["main"]) == {"legacy": "1", "shadow": "1", "live": "0", "unified": "1"}
-    assert rows["main"].find("td", class_="drift").text == "1"
+    # Held on legacy by the guard, the unified and shadow users have drifted.
+    assert status["drift"]["main"] == 2
+    assert rows["main"].find("td", class_="drift").text == "2"
     assert rows["factory"].find("td", class_="total").text == "0"
 
     flag = page.by_id("flags").find("tr", data_flag="unified_router")
-    assert flag.find("td", class_="targets").text == "shadow: 1, unified: 2"
-    assert flag.find("span", data_mode="legacy").text == "legacy 100%"
+    assert (
+        flag.find("td", class_="targets").text == "by target: 2 users on unified, 1 user on shadow"
+    )
+    assert flag.find("td", class_="shares").text == (
+        "by percentage rollout: 12.5% unified, 87.5% legacy"
+    )
+    assert flag.find("td", class_="guard").text == (
+        "tripped: held on legacy; "
+        "back to legacy on mismatches over 50% of at least 1 sample in 300 s"
+    )
 
-    latest = page.by_id("audit").find_all("tr", class_="reload")[0]
-    assert latest.find("td", class_="outcome").text == "applied"
-    assert status["hash"] in latest.find("td", class_="hashes").text
-    assert "unified_router: changed" in latest.find("td", class_="changes").text
-    assert '"unified": "+1 -0"' in latest.find("td", class_="changes").text
+    reloads = page.by_id("audit").find("tbody").find_all("tr")
+    assert [row.find("td", class_="event").text for row in reloads] == [
+        "guard tripped on unified_router",
+        f"applied flags {status['hash']}, replacing {started}",
+        f"started with flags {started}",
+    ]
+    held = (
+        "mismatch ratio 100% over 1 comparison (limit 50%); "
+        "new connections go to legacy until the flag file changes"
+    )
+    assert [li.text for li in reloads[0].find_all("li")] == [held]
+    assert [li.text for li in reloads[1].find_all("li")] == [
+        "unified_router: targets: 1 user added to unified",
+        "unified_router: rollout unified 0% → 12.5%",
+    ]
 
     mismatch = page.by_id("mismatches").find("tr", data_route="main")
     assert mismatch.find("td", class_="mode").text == "shadow"
@@ -201,13 +253,20 @@ async def test_status_page_in_chromium_shows_connections_flags_reloads_mismatche
     assert mismatch.find("td", class_="request").text == "start_agent"
     assert "tool_set" in mismatch.find("td", class_="categories").text
 
-    assert flag.find("td", class_="guard").text == (
-        "back to legacy on mismatches over 50% of at least 1000 samples in 300 s"
-    )
     guards = table_rows(page.by_id("guards"), lambda r: r.attrs["data-flag"])
     assert list(guards) == list(status["guards"]) == ["unified_router"]
-    assert guards["unified_router"].find("dd", data_key="tripped").text == "false"
+    guard = guards["unified_router"]
+    assert guard.find("td", class_="state").text == "tripped"
+    trip_at = status["guards"]["unified_router"]["trip"]["at"]
+    (sentence,) = [li.text for li in guard.find_all("li")]
+    assert sentence.startswith("tripped at ")
+    assert sentence.endswith(f"{time.strftime('%H:%M:%S', time.gmtime(trip_at))} UTC: {held}")
 
+    # Everything a person reads is sentences: no structure, no null, no basis points.
+    text = visible_text(page.find("body"))
+    for structure in ("{", "}", "[", "]", "null", "None", "true", "false", '"'):
+        assert structure not in text, structure
+    assert not re.search(r"(?<![\w:.])(1250|8750)(?![\w:])", text)
     for secret in (UNIFIED_USER, LEGACY_USER, SHADOW_USER, *tokens):
         assert secret not in dom
 
