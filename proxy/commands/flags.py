@@ -77,7 +77,7 @@ def add_flags_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     verbs = flags.add_subparsers(dest="flags_command", required=True)
 
     check = verbs.add_parser("check", help="lint a flag file; exit 1 on any error")
-    check.add_argument("file")
+    check.add_argument("file", help="the flag file to check (flags.yaml)")
     check.add_argument("--config", "-c", help="strangler.yaml: routes must be configured ones")
     check.set_defaults(flags_func=_check)
 
@@ -91,7 +91,9 @@ def add_flags_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="K=V",
         help="a token claim; repeat a key to make a list claim",
     )
-    explain.add_argument("--config", "-c", default="strangler.yaml")
+    explain.add_argument(
+        "--config", "-c", default="strangler.yaml", help="strangler.yaml, for routes and flags"
+    )
     explain.add_argument("--flags", help="flag file (default: the one the config names)")
     explain.add_argument("--at", help="evaluate at this ISO 8601 instant (default: now)")
     explain.add_argument(
@@ -103,7 +105,7 @@ def add_flags_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     explain.set_defaults(flags_func=_explain)
 
     plan = verbs.add_parser("plan", help="what applying FILE would move, asked of the proxy")
-    plan.add_argument("file")
+    plan.add_argument("file", help="the flag file you would apply")
     _admin_arguments(plan)
     plan.set_defaults(flags_func=_plan)
 
