@@ -36,6 +36,9 @@ class Reason(StrEnum):
     GUARD = "guard"
     """The flag's guard tripped and holds it on legacy until the file changes."""
     NO_FLAG = "no_flag"
+    TICKET = "ticket"
+    """A ticket connection kept off the backends that cannot redeem it (the proxy's
+    `backends.unified.redeems_tickets`), and out of comparison: a ticket is single use."""
 
 
 ROLLOUT_ORDER: tuple[Mode, Mode, Mode] = (Mode.UNIFIED, Mode.LIVE, Mode.SHADOW)

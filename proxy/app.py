@@ -23,7 +23,7 @@ from strangler.flags.watch import FlagWatcher, ReloadResult
 from strangler.legacy_adapters.registry import select_dialect
 from strangler.proxy.config import DIALECT_AUTH, Config, Route
 from strangler.proxy.edge.admission import Admission
-from strangler.proxy.edge.identity import AuthError, Identity, extract_credentials
+from strangler.proxy.edge.identity import AuthError, Identity, TokenSource, extract_credentials
 from strangler.proxy.edge.refusals import refuse_auth, refuse_over_limit
 from strangler.proxy.edge.routes import RouteTable
 from strangler.proxy.edge.target import origin_form
@@ -61,7 +61,12 @@ class Proxy:
             metrics, config.limits, config.relay.close_timeout, self.spawn
         )
         self.release = ReleaseControl(
-            flags, metrics, tuple(config.route_names), self.connections, self.spawn
+            flags,
+            metrics,
+            tuple(config.route_names),
+            self.connections,
+            self.spawn,
+            redeems_tickets=config.unified.redeems_tickets,
         )
         self.backends = Backends(config, metrics, self.release.observe)
         self.admission = Admission(config, metrics, self.backends.http)
@@ -169,12 +174,13 @@ class Proxy:
                 offered, request.headers.getall("Authorization", ()), request.query.items()
             )
             identity = await self.admission.identify(route, style, credentials)
+            ticket = credentials.source is TokenSource.TICKET
             del credentials  # the raw token is not kept for the connection's life
             if isinstance(identity, AuthError):
                 return await refuse_auth(request, route, style, offered, identity, self.metrics)
-            decision = self.release.decide(route, identity)
+            decision = self.release.decide(route, identity, ticket=ticket)
             return await self.serving.serve(
-                request, route, dialect, style, identity, decision, offered
+                request, route, dialect, style, identity, decision, offered, ticket
             )
         finally:
             self.admission.leave(peer)

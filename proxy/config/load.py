@@ -143,7 +143,13 @@ def _config(doc: Document, source: str, base: Path) -> Config:
         listen=doc.listen,
         admin_listen=doc.admin_listen,
         legacy=Backend("legacy", legacy.url.rstrip("/"), legacy.connect_timeout),
-        unified=Backend("unified", unified.url, unified.connect_timeout, fallback),
+        unified=Backend(
+            "unified",
+            unified.url,
+            unified.connect_timeout,
+            fallback,
+            redeems_tickets=unified.redeems_tickets,
+        ),
         # Literal paths win over patterns so /ws/factory is never taken for /ws/{user_id}.
         routes=tuple(sorted(routes, key=lambda route: route.pattern is not None)),
         flags=FlagsSettings(base / doc.flags.file, doc.flags.poll_interval),

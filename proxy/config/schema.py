@@ -152,6 +152,11 @@ class UnifiedBackend(LegacyBackend):
     on_unavailable: Literal["fallback", "refuse"] = setting(
         "fallback", "When the router is unreachable (or answers 502-504): legacy, or refuse."
     )
+    redeems_tickets: StrictBool = setting(
+        False,
+        "The router redeems ?ticket= connections itself. Off: every ticket connection is "
+        "served by legacy (which issued the ticket), whatever the user's flags say.",
+    )
 
 
 class Backends(Section):

@@ -106,6 +106,8 @@ class Backend:
     # unified only: serve the user by legacy when the router cannot be reached (or
     # answers 502/503/504) instead of refusing the client.
     fallback: bool = True
+    # unified only: the router redeems `?ticket=` itself; else tickets go to legacy.
+    redeems_tickets: bool = False
 
     @property
     def secure(self) -> bool:

@@ -40,6 +40,7 @@ class Connection:
     client: web.WebSocketResponse[Any] | None  # None when tunnelled
     backend: aiohttp.ClientWebSocketResponse[Any] | None = None
     user_id: str | None = None  # kept in memory for re-evaluation; never logged
+    ticket: bool = False  # came with a ticket: re-evaluated under the ticket rule
     claims: Mapping[str, Any] = field(default_factory=dict)
     ending: str | None = None  # "shutdown", "drained" or "stalled" when the proxy ends it
     drifted: bool = False  # its mode differs from what the flags now say

@@ -40,6 +40,7 @@ from strangler.proxy.relay.tunnel import accept as accept_tunnel
 from strangler.proxy.release.control import ReleaseControl
 from strangler.proxy.serving.backends import PRIMARY, Backends
 from strangler.proxy.shadow.hub import ShadowHub
+from strangler.proxy.shadow.redact import connection_identities
 from strangler.proxy.shadow.tee import Tee
 from strangler.proxy.shadow.verdict import Side
 from strangler.proxy.telemetry.metrics import Metrics
@@ -73,18 +74,20 @@ class Serving:
         identity: Identity | None,
         decision: Decision,
         offered: list[str],
+        ticket: bool = False,
     ) -> Awaitable[web.StreamResponse]:
         """The byte tunnel or the per-frame relay; a plain function, so no frame of its own
-        stays alive (and holds memory) for the connection's life."""
+        stays alive (and holds memory) for the connection's life. `ticket`: the client
+        came with a ticket (re-evaluated under the ticket rule when the flags change)."""
         user_id = identity.user_id if identity else None
         claims = identity.claims if identity else {}
         headers = self._backends.headers(request, route, style)
         if self._tunnels(dialect, decision):
             return self._tunnel(
-                request, route, dialect, decision, offered, headers, user_id, claims
+                request, route, dialect, decision, offered, headers, user_id, claims, ticket
             )
         return self._frames(
-            request, route, dialect, style, decision, offered, headers, user_id, claims
+            request, route, dialect, style, decision, offered, headers, user_id, claims, ticket
         )
 
     def _tunnels(self, dialect: str, decision: Decision) -> bool:
@@ -104,6 +107,7 @@ class Serving:
         headers: CIMultiDict[str],
         user_id: str | None,
         claims: Mapping[str, Any],
+        ticket: bool,
     ) -> web.StreamResponse:
         """The per-frame relay: aiohttp WebSockets on both sides, frames filtered and tapped."""
         backends = self._backends
@@ -146,7 +150,9 @@ class Serving:
                 ),
                 outbound=translator.backend_frame,
             )
-        tee = self._start_tee(request, route, dialect, style, decision, offered, translator)
+        tee = self._start_tee(
+            request, route, dialect, style, decision, offered, translator, user_id
+        )
         if tee is not None:
             filters = replace(filters, inbound_tap=tee.client_tap, outbound_tap=tee.primary_tap)
         conn = Connection(
@@ -155,6 +161,7 @@ class Serving:
             client_ws,
             upstream_ws,
             user_id=user_id,
+            ticket=ticket,
             claims=claims,
             client_protocol=request.protocol,
         )
@@ -191,6 +198,7 @@ class Serving:
         headers: CIMultiDict[str],
         user_id: str | None,
         claims: Mapping[str, Any],
+        ticket: bool,
     ) -> web.StreamResponse:
         """The byte tunnel (relay/tunnel.py): the same handshake, then bytes, not frames."""
         # Extensions (permessage-deflate) are agreed end to end: the bytes are not ours.
@@ -222,6 +230,7 @@ class Serving:
             decision.mode,
             None,
             user_id=user_id,
+            ticket=ticket,
             claims=claims,
             client_protocol=request.protocol,
             tunnel=tunnel,
@@ -265,6 +274,7 @@ class Serving:
         decision: Decision,
         offered: list[str],
         translator: Translator | None,
+        user_id: str | None,
     ) -> Tee | None:
         """In shadow and live modes, the compared secondary; None when not admitted."""
         mode = decision.mode
@@ -282,6 +292,8 @@ class Serving:
             primary=Side.LEGACY if mode is Mode.SHADOW else Side.UNIFIED,
             client_to_secondary=to_secondary,
             observe=functools.partial(self._release.observe, decision.flag),
+            # What its stored transcripts must not contain; passed, never a label.
+            identities=connection_identities(user_id, route.path, request.path),
         )
         backends = self._backends
         tee.start(

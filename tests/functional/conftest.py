@@ -342,20 +342,27 @@ class Stack:
             self.runners.append(runner)
 
     async def proxy(
-        self, flags: str, *, extra: str = "", unified_url: str | None = None, name: str = "p"
+        self,
+        flags: str,
+        *,
+        extra: str = "",
+        unified_url: str | None = None,
+        name: str = "p",
+        unified_redeems_tickets: bool = False,
     ) -> Running:
         d = self.tmp / name
         d.mkdir()
         (d / "flags.yaml").write_text(flags)
         ticket_url = f"http://127.0.0.1:{self.legacy_port}/api/websocket/ticket/introspect"
         unified_url = unified_url or f"ws://127.0.0.1:{self.unified_port}/v1/ws"
+        redeems = "true" if unified_redeems_tickets else "false"
         (d / "strangler.yaml").write_text(
             f"""
 listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
 backends:
   legacy: {{url: "ws://127.0.0.1:{self.legacy_port}", connect_timeout: 2}}
-  unified: {{url: "{unified_url}", connect_timeout: 1}}
+  unified: {{url: "{unified_url}", connect_timeout: 1, redeems_tickets: {redeems}}}
 {DEMO_ROUTES}
 flags: {{file: flags.yaml, poll_interval: 0.05}}
 jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}

@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 
 from strangler.proxy.runtime.server import Running
-from tests.functional.conftest import ALL_ROUTES, Stack, token
+from strangler.reference.app_state import RECEIVED_HANDSHAKES
+from tests.functional.conftest import ALL_ROUTES, Stack, metric, token
 
 # LEGACY_SURFACE.md: never meaningful in a comparison. server_id names the instance.
 VOLATILE = frozenset(
@@ -217,18 +218,78 @@ async def test_client_observes_the_same_session_on_legacy_and_on_unified(
         assert unified_frame == legacy_frame, f"frame {i} differs"
 
 
-async def test_ticket_user_is_routed_by_flags_through_introspection(
-    proxies: tuple[Running, Running],
-) -> None:
-    """A ticket is redeemed only by the backend; the proxy routes its user without using it."""
-    unified_url = f"ws://127.0.0.1:{proxies[1].port}"
+async def ticket_session(port: int, user: str) -> tuple[str, str]:
+    """A ticket from the legacy backend (through the proxy), then a connection with it:
+    (which server greeted, for whom)."""
     async with aiohttp.ClientSession() as s:
         async with s.post(
-            f"http://127.0.0.1:{proxies[1].port}/api/websocket/ticket",
-            headers={"Authorization": f"Bearer {token('ticket-user')}"},
+            f"http://127.0.0.1:{port}/api/websocket/ticket",
+            headers={"Authorization": f"Bearer {token(user)}"},
         ) as r:
             ticket = (await r.json())["ticket"]
-        async with s.ws_connect(f"{unified_url}/ws", params={"ticket": ticket}) as ws:
+        async with s.ws_connect(f"ws://127.0.0.1:{port}/ws", params={"ticket": ticket}) as ws:
             greeting = json.loads((await ws.receive()).data)
-            assert greeting["server_id"] == "unified"
-            assert greeting["data"]["user_id"] == "ticket-user"
+    data = greeting["data"]
+    return greeting.get("server_id") or "legacy", data["user_id"]
+
+
+async def test_a_ticket_connection_goes_to_legacy_whatever_the_flags_say(
+    proxies: tuple[Running, Running],
+) -> None:
+    """Only the legacy backend redeems tickets (backends.unified.redeems_tickets: false, the
+    default): the flags put everyone on unified, the ticket's user is served by legacy."""
+    server, user = await ticket_session(proxies[1].port, "ticket-user")
+    assert server != "unified" and user == "ticket-user"
+    evaluations = await metric(
+        proxies[1].admin_port,
+        "strangler_flag_evaluations_total",
+        flag="everyone",
+        mode="legacy",
+        reason="ticket",
+    )
+    assert evaluations == 1
+
+
+@pytest.mark.parametrize(("mode", "served_by"), [("unified", "unified"), ("live", "unified")])
+async def test_a_router_that_redeems_tickets_gets_its_ticket_users_alone(
+    stack: Stack, mode: str, served_by: str
+) -> None:
+    """With redeems_tickets the flags decide again, but never two backends for one
+    single-use ticket: live mode serves from the router without a legacy secondary."""
+    await stack.backends()
+    proxy = await stack.proxy(
+        f"flags:\n  everyone:\n    routes: {ALL_ROUTES}\n    default: {mode}\n",
+        extra="",
+        unified_redeems_tickets=True,
+    )
+    server, user = await ticket_session(proxy.port, "ticket-user")
+    assert server == served_by and user == "ticket-user"
+    reason = "ticket" if mode == "live" else "default"
+    evaluations = await metric(
+        proxy.admin_port,
+        "strangler_flag_evaluations_total",
+        flag="everyone",
+        mode="unified",
+        reason=reason,
+    )
+    assert evaluations == 1
+
+
+async def test_a_ticket_connection_in_shadow_mode_has_no_secondary(stack: Stack) -> None:
+    await stack.backends()
+    proxy = await stack.proxy(
+        f"flags:\n  everyone:\n    routes: {ALL_ROUTES}\n    default: shadow\n",
+        unified_redeems_tickets=True,
+    )
+    server, _ = await ticket_session(proxy.port, "ticket-user")
+    assert server != "unified"
+    assert stack.unified_app is not None
+    assert stack.unified_app[RECEIVED_HANDSHAKES] == []  # no secondary redeemed it twice
+    evaluations = await metric(
+        proxy.admin_port,
+        "strangler_flag_evaluations_total",
+        flag="everyone",
+        mode="legacy",
+        reason="ticket",
+    )
+    assert evaluations == 1
