@@ -93,6 +93,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     except FlagFileError as exc:
         print(f"strangler: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    for warning in config.warnings:
+        print(f"strangler: warning: {warning}", file=sys.stderr)
     print(
         f"ok: {len(config.routes)} routes, {len(flagset.flags)} flags "
         f"(flags hash {flagset.digest[:12]})"

@@ -34,7 +34,7 @@ from pydantic.json_schema import WithJsonSchema
 
 from strangler.proxy.config.compare import CompareSettings
 from strangler.proxy.config.errors import SECTION, at
-from strangler.proxy.config.jwt import JwtSettings
+from strangler.proxy.config.jwt import JwtSettings, WeakKeyError
 from strangler.proxy.config.settings import (
     DEFAULT_HTTP_PASSTHROUGH,
     Address,
@@ -216,6 +216,11 @@ class JwtSection(Section):
     ] = setting([], "Accepted `aud` values, one or a list; none: not checked.")
     leeway: StrictFloat = setting(30.0, "Seconds of clock skew allowed.")
     user_claim: StrictStr = setting("sub", "The claim that holds the user id.")
+    allow_short_secret: StrictBool = setting(
+        False,
+        "Accept an HS* secret shorter than RFC 7518 asks (32 bytes for HS256), as a legacy "
+        "deployment may have one; warned at every start and by check-config.",
+    )
     _settings: JwtSettings = PrivateAttr(default_factory=JwtSettings)
 
     @model_validator(mode="after")
@@ -231,6 +236,7 @@ class JwtSection(Section):
             audience=tuple(self.audience),
             leeway=self.leeway,
             user_claim=self.user_claim,
+            allow_short_secret=self.allow_short_secret,
         )
         # The verifier's own rules (a key for every algorithm, no HS/RS mix) speak here,
         # so a bad key setup stops the start instead of refusing every client later.
@@ -238,6 +244,14 @@ class JwtSection(Section):
         try:
             if verify is not None:
                 verify(self._settings)
+        except WeakKeyError as exc:
+            # The secret is what is wrong, not the algorithms: name where it comes from.
+            where = "secret_env" if self.secret_env is not None else "secret_file"
+            raise at(
+                str(exc).removeprefix("jwt: ")
+                + " Set jwt.allow_short_secret: true to accept it anyway (not recommended).",
+                where,
+            ) from None
         except ValueError as exc:
             raise at(str(exc).removeprefix("jwt: "), "algorithms") from None
         return self

@@ -235,5 +235,11 @@ class Config:
     def route_names(self) -> frozenset[str]:
         return frozenset(r.name for r in self.routes)
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Settings accepted on the operator's word that must be heard at every start
+        (the log at WARNING, `strangler check-config` on stderr)."""
+        return self.jwt.warnings()
+
     def backend(self, name: str) -> Backend:
         return self.legacy if name == "legacy" else self.unified

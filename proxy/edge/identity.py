@@ -15,6 +15,7 @@ import re
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import Algorithm, get_default_algorithms
 from jwt.types import Options
 
-from strangler.proxy.config.jwt import JwtSettings
+from strangler.proxy.config.jwt import JwtSettings, WeakKeyError
 
 __all__ = [
     "AUTH_REASONS",
@@ -272,12 +273,17 @@ def _is_hmac(algorithm: str) -> bool:
     return algorithm.upper().startswith("HS")
 
 
-def _refuse_weak_key(algorithm: Algorithm, prepared_key: Any) -> None:
+def _refuse_weak_key(algorithm: Algorithm, prepared_key: Any, allowed: bool = False) -> None:
     # pyjwt only warns, on every sign/verify (and under filterwarnings=error the
-    # warning surfaces as an unexpected exception); a weak key is a configuration error.
+    # warning surfaces as an unexpected exception); a weak key is a configuration error,
+    # unless the operator accepted it (jwt.allow_short_secret), who hears it once at start
+    # (JwtSettings.warnings) rather than on every handshake.
     weak = algorithm.check_key_length(prepared_key)
-    if weak:
-        raise ValueError(f"jwt: {weak}")
+    if not weak:
+        return
+    if not allowed:
+        raise WeakKeyError(f"jwt: {weak}")
+    warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
 
 
 class JwtVerifier:
@@ -322,7 +328,7 @@ class JwtVerifier:
             except (jwt.InvalidKeyError, TypeError, ValueError) as exc:
                 # e.g. a PEM used as an HMAC secret, or an RSA key for ES256.
                 raise ValueError(f"jwt: the configured key does not fit {name}: {exc}") from exc
-            _refuse_weak_key(algorithm, prepared)
+            _refuse_weak_key(algorithm, prepared, settings.allow_short_secret)
 
         self._settings = settings
         self._algorithms = list(algorithms)

@@ -119,6 +119,8 @@ async def start(
     """Load the flags, bind both listeners and start serving. Raises FlagFileError, and
     ListenError for a listener that cannot bind."""
     metrics = metrics or Metrics()
+    for warning in config.warnings:
+        log.warning("%s", warning)
     listeners: list[Callable[[ReloadResult], None]] = []
     watcher = make_flag_watcher(config, metrics, listeners)
     flagset = watcher.load_initial()
