@@ -356,8 +356,9 @@ class Document(Section):
     model_config = ConfigDict(**SECTION, title="strangler.yaml")
 
     listen: HostPort = setting("127.0.0.1:8080", "Client-facing host:port.", validate_default=True)
+    # Not 9090: Prometheus's own default port, often on the same host as the proxy.
     admin_listen: HostPort = setting(
-        "127.0.0.1:9090", "host:port of /metrics, /healthz, /readyz.", validate_default=True
+        "127.0.0.1:8090", "host:port of /metrics, /healthz, /readyz.", validate_default=True
     )
     backends: Backends = section()
     routes: Annotated[list[RouteSection], AfterValidator(_distinct)] = Field(
