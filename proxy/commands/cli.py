@@ -11,13 +11,19 @@ import sys
 from collections.abc import Sequence
 
 from strangler.flags.load import FlagFileError
+from strangler.flags.schema import VERSION as FLAGS_SCHEMA_VERSION
 from strangler.proxy import __version__
 from strangler.proxy.commands.backend import add_backend_parser
+from strangler.proxy.commands.completion import add_completion_parser, script, subcommands
 from strangler.proxy.commands.flags import add_flags_parser
+from strangler.proxy.commands.help import finish_help, missing_command
 from strangler.proxy.config import ConfigError, json_schema, load_config
 from strangler.proxy.telemetry.logs import setup_logging
 
 EXIT_CONFIG = 2
+EXIT_USAGE = 2  # what argparse exits with on a usage error
+SECRET_ENV = "STRANGLER_JWT_SECRET"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def _not_a_declined_offer(record: logging.LogRecord) -> bool:
@@ -125,9 +131,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_client(args: argparse.Namespace) -> int:
     from strangler.proxy.commands.client import run_client
 
-    secret = args.secret or os.environ.get(
-        "STRANGLER_JWT_SECRET", "demo-secret-change-me-before-production-use"
-    )
+    secret, source = _client_secret(args.secret)
     return asyncio.run(
         run_client(
             url=args.url,
@@ -135,8 +139,27 @@ def _cmd_client(args: argparse.Namespace) -> int:
             text=args.text,
             secret=secret,
             timeout=args.timeout,
+            hold=args.hold,
+            secret_source=source,
         )
     )
+
+
+def _client_secret(given: str | None) -> tuple[str, str]:
+    """The secret `strangler client` signs with, and where it came from (for messages)."""
+    from strangler.proxy.commands.demo import DEMO_SECRET
+
+    if given:
+        return given, "--secret"
+    from_env = os.environ.get(SECRET_ENV)
+    if from_env:
+        return from_env, f"the environment variable {SECRET_ENV}"
+    return DEMO_SECRET, f"the demo's built-in secret ({SECRET_ENV} is not set)"
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    print(script(args.shell, build_parser(), __version__), end="")
+    return 0
 
 
 def _worker_count(text: str) -> int:
@@ -150,29 +173,44 @@ def _worker_count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="strangler", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"strangler {__version__}")
+    parser = argparse.ArgumentParser(
+        prog="strangler",
+        description="A feature-flagged strangler proxy for WebSocket traffic: run the proxy, "
+        "check its configuration, watch and plan flag changes, try it all in the demo, "
+        "connect as a user, or run one reference backend alone.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"strangler {__version__} (flag file schema version {FLAGS_SCHEMA_VERSION})",
+        help="show the version of strangler and of the flag file schema it reads, and exit",
+    )
     parser.add_argument(
         "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
         default=os.environ.get("STRANGLER_LOG_LEVEL"),
-        help="debug, info, warning, error (default: the config's logging.level, else info)",
+        help="log level (default: $STRANGLER_LOG_LEVEL, else the config's logging.level, "
+        "else info)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     run = sub.add_parser("run", help="run the proxy")
-    run.add_argument("--config", "-c", default="strangler.yaml")
+    _config_argument(run)
     run.add_argument(
         "--workers",
         type=_worker_count,
         default=None,
-        help="run N proxy processes on the listen port, one admin port for all",
+        metavar="N",
+        help="run N proxy processes on the listen port, one admin port for all "
+        "(default: one process)",
     )
     # Set by the supervisor when it starts a worker (proxy/runtime/supervisor.py).
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="validate strangler.yaml and its flag file")
-    check.add_argument("--config", "-c", default="strangler.yaml")
+    _config_argument(check)
     check.set_defaults(func=_cmd_check_config)
 
     schema = sub.add_parser(
@@ -188,25 +226,92 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=8080,
+        metavar="PORT",
         help="proxy port; admin is +10, legacy backend +11, unified router +12",
     )
     demo.set_defaults(func=_cmd_demo)
 
-    client = sub.add_parser("client", help="connect as a demo user and print the events")
-    client.add_argument("text", nargs="?", default="Optimize my costs")
-    client.add_argument("--user", required=True)
-    client.add_argument("--url", default="ws://127.0.0.1:8080/ws")
-    client.add_argument("--secret", default=None, help="HS256 secret (default: the demo's)")
-    client.add_argument("--timeout", type=float, default=10.0)
-    client.set_defaults(func=_cmd_client)
-
+    _add_client_parser(sub)
     add_backend_parser(sub)  # strangler backend legacy|unified (proxy/commands/backend.py)
     add_flags_parser(sub)  # strangler flags check|explain|plan|status (proxy/commands/flags.py)
+    add_completion_parser(sub).set_defaults(func=_cmd_completion)
+    finish_help(parser)
     return parser
 
 
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        default="strangler.yaml",
+        metavar="FILE",
+        help="the proxy's configuration file",
+    )
+
+
+def _add_client_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    client = sub.add_parser(
+        "client",
+        help="connect as a user like the browser does and print the events",
+        description="Connect to the proxy (or a backend) as USER, with a freshly signed "
+        "token offered the way the browser front end offers it, and print each event with "
+        "the backend that sent it.\n\n"
+        "The token is signed (HS256) with the first of: --secret; the environment variable "
+        f"{SECRET_ENV}; the demo's built-in secret. The server must verify with the same "
+        "secret.\n\n"
+        "Exit status: 0 a complete turn (--hold: this client closed the connection); 1 no "
+        "complete turn, or the server closed the connection, or it was not reached; 2 a "
+        "usage error; 3 authentication failed (the error code and message, the close code "
+        "and reason, or the HTTP status and body are printed).",
+    )
+    client.add_argument(
+        "text",
+        nargs="?",
+        default=None,
+        help="the request sent as start_agent once connected (default: 'Optimize my costs'; "
+        "with --hold, nothing is sent until a line is typed)",
+    )
+    client.add_argument("--user", required=True, help="user id, the token's sub claim")
+    client.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8080/ws",
+        help="WebSocket URL: the proxy's listen address and any route's path",
+    )
+    client.add_argument(
+        "--secret",
+        default=None,
+        help=f"HS256 secret to sign the token with (default: ${SECRET_ENV}, else the demo's "
+        "built-in secret); a value here shows in the process list, the variable does not",
+    )
+    client.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the connection and, without --hold, for a complete turn",
+    )
+    client.add_argument(
+        "--hold",
+        action="store_true",
+        help="stay connected: print events as they come and send each line typed on stdin "
+        "(a line starting with { as JSON as it is, any other as a chat message); end of "
+        "input (Ctrl-D) or Ctrl-C closes normally, and a close by the server is printed "
+        "with its code and reason",
+    )
+    client.set_defaults(func=_cmd_client)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unfinished = missing_command(parser, args)
+    if unfinished is not None:
+        # `strangler` or `strangler flags` alone: the help and the commands to choose
+        # from, rather than argparse's "arguments are required: flags_command".
+        unfinished.print_help(sys.stderr)
+        names = ", ".join(subcommands(unfinished))
+        print(f"\n{unfinished.prog}: a command is needed, one of: {names}", file=sys.stderr)
+        return EXIT_USAGE
     _setup_logging(args.log_level or "info")
     code: int = args.func(args)
     return code
