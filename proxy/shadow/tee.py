@@ -29,7 +29,7 @@ from strangler.legacy_adapters.base import Adapter
 from strangler.legacy_adapters.registry import adapter as dialect_adapter
 from strangler.proxy.relay import upstream
 from strangler.proxy.shadow.hub import MismatchSample, ShadowHub
-from strangler.proxy.shadow.redact import redact
+from strangler.proxy.shadow.redact import Redactor
 from strangler.proxy.shadow.turns import Comparator
 from strangler.proxy.shadow.verdict import Outcome, Side, Verdict
 
@@ -56,8 +56,12 @@ class Tee:
         primary: Side,
         client_to_secondary: Callable[[bytes], tuple[str, ...]] | None,
         observe: Callable[[str, bool], None] | None = None,
+        identities: tuple[str, ...] = (),
     ) -> None:
         self.hub = hub
+        # Stored transcripts lose the configured paths, secret keys and this
+        # connection's user ids (proxy/shadow/redact.py); the ids stay in this object.
+        self._redact = Redactor(hub.settings.redact, identities)
         # Feeds the flag's guard (proxy/release/guards.py): what it watches, and whether it failed.
         self._observe = observe or _ignore
         self.route = route
@@ -266,18 +270,20 @@ class Tee:
                 if first is not None:
                     m.first_event_seconds.labels(self.route, side.value, role).observe(first)
             if v.outcome is not Outcome.MATCH:
-                paths = self.hub.settings.redact
+                redact = self._redact
                 self.hub.record(
                     MismatchSample(
                         at=time.time(),
                         route=self.route,
                         mode=self.mode,
                         turn=v.turn,
-                        request_type=v.request_type,
+                        request_type=redact.text(v.request_type),
                         outcome=v.outcome.value,
-                        differences=tuple((d.category.value, d.detail) for d in v.differences),
-                        legacy=tuple(redact(e, paths) for e in v.legacy_events),
-                        unified=tuple(redact(e, paths) for e in v.unified_events),
+                        differences=tuple(
+                            (d.category.value, redact.text(d.detail)) for d in v.differences
+                        ),
+                        legacy=tuple(redact(e) for e in v.legacy_events),
+                        unified=tuple(redact(e) for e in v.unified_events),
                     )
                 )
                 log.info(
