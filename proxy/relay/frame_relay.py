@@ -7,6 +7,11 @@ other side:
 
 - a close frame travels on with its code and reason (4000-4999 untouched); the other
   side's answer is echoed back, so the close handshake is end to end;
+- a peer that breaks the protocol (proxy/relay/frame_guard.py holds both sockets to the
+  tunnel's rules, close codes included: proxy/relay/closecodes.py) is closed with 1002,
+  or 1007 for a close reason that is not UTF-8; the other side gets 1001 (client at
+  fault) or the backend-lost code, 1011 by default (backend at fault: from the client's
+  side, the server failed), never the offender's close;
 - a side that vanishes without a close frame (aiohttp reports 1006, a code that must
   never be sent) makes the other side get 1001 (client gone) or 1011 (backend gone);
 - a message over the size limit ends both sides with 1009.
@@ -31,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from strangler.proxy.relay.closecodes import on_the_wire
+
 if TYPE_CHECKING:
     from strangler.legacy_adapters.translate import Translated
     from strangler.proxy.telemetry.metrics import Tally
@@ -46,9 +53,6 @@ CLOSE_INVALID_TEXT = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
-# Codes a peer may put on the wire (RFC 6455 7.4); 1005, 1006 and 1015 are
-# reserved for reporting and must never be sent.
-_SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 _MAX_REASON_BYTES = 123
 
 
@@ -95,7 +99,7 @@ class Meters:
 
 def sendable(code: int | None, fallback: int) -> int:
     """A close code that may go on the wire: the code itself, or `fallback`."""
-    if code is not None and (code in _SENDABLE or 3000 <= code <= 4999):
+    if code is not None and on_the_wire(code):
         return code
     if code == 1005:  # a close frame without a code: the peer meant a normal close
         return CLOSE_NORMAL
@@ -303,7 +307,7 @@ async def relay(
             # side gets 1001 when the client went away, 1011 (or the route's code) when
             # the backend did.
             fallback = CLOSE_GOING_AWAY if first.side is Side.CLIENT else backend_lost_code
-            why = b"client went away" if first.side is Side.CLIENT else b"backend went away"
+            why = gone_reason(first.side, first.kind)
             sent[_other(first.side)] = fallback
             await _close(other, fallback, why)
             await _close(end_of, sendable(first.code, fallback), first.reason)
@@ -318,6 +322,13 @@ async def relay(
             if not task.done():
                 task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def gone_reason(side: Side, kind: EndKind) -> bytes:
+    """The reason the other side is told when `side` ended without a close of its own."""
+    if side is Side.CLIENT:
+        return b"client went away"
+    return b"backend broke the protocol" if kind is EndKind.PROTOCOL_ERROR else b"backend went away"
 
 
 def _bad_input(end: End) -> str | None:

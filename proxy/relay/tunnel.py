@@ -16,9 +16,12 @@ proxy/app.py still sees the client's transport paused.
 
 The ending mirrors proxy/relay/frame_relay.py: a close frame travels on and its answer travels
 back; a side that vanishes makes the other get 1001 (client gone) or the route's
-backend-lost code; a peer that breaks the protocol gets 1002 and the other side the
-gone code. A close the proxy could only put mid-frame waits for the frame to end, at
-most `relay.close_timeout`; after that, or when the sender of an unfinished frame is
+backend-lost code; a peer that breaks the protocol gets 1002 (1007 for a close reason
+that is not UTF-8) and the other side the gone code. A close frame is judged whole
+before it goes on (proxy/relay/closecodes.py): a code no peer may send (1005, 1006,
+1015, 5000, ...) is such a violation, so it never reaches the other side. A close the
+proxy could only put mid-frame waits for the frame to end, at most
+`relay.close_timeout`; after that, or when the sender of an unfinished frame is
 gone, the socket is cut without a close frame (the one case where a peer sees 1006).
 """
 
@@ -35,6 +38,7 @@ from aiohttp.abc import AbstractStreamWriter
 from strangler.proxy.relay.direction import ClientSink, Direction, Hop, other_side
 from strangler.proxy.relay.frame_relay import (
     CLOSE_GOING_AWAY,
+    CLOSE_INVALID_TEXT,
     CLOSE_TOO_BIG,
     End,
     EndKind,
@@ -42,9 +46,10 @@ from strangler.proxy.relay.frame_relay import (
     Outcome,
     Side,
     clip_reason,
+    gone_reason,
 )
 from strangler.proxy.relay.handshake import RawUpstream, accept_key, check_client
-from strangler.proxy.relay.wsframes import CLOSE_PROTOCOL_ERROR, FrameScanner, close_frame
+from strangler.proxy.relay.wsframes import FrameScanner, close_frame
 
 # A backend's close code that judges what the client sent (bad input, by reason).
 _BACKEND_VERDICTS = {1007: "invalid_utf8", 1002: "protocol_error"}
@@ -169,7 +174,7 @@ class Tunnel:
         # that verdict, so 1007 and 1002 from the backend are counted as the client's.
         bad_input = None
         if end.side is Side.CLIENT and label in ("too_big", "protocol_error"):
-            bad_input = label
+            bad_input = "invalid_utf8" if end.code == CLOSE_INVALID_TEXT else label
         elif end.side is Side.BACKEND and end.kind is EndKind.CLOSED:
             bad_input = _BACKEND_VERDICTS.get(end.code or 0)
         return Outcome(
@@ -237,7 +242,7 @@ class Tunnel:
             self._finished.set_result(None)
 
     def failed(self, side: Side, error: int) -> None:
-        """`side` broke the protocol (1002) or sent a message over the limit (1009)."""
+        """`side` broke the protocol (1002, 1007) or sent a message over the limit (1009)."""
         other = other_side(side)
         if error == CLOSE_TOO_BIG:
             self._begin(End(side, EndKind.TOO_BIG, CLOSE_TOO_BIG))
@@ -248,15 +253,12 @@ class Tunnel:
                 }
             )
         else:
-            self._begin(End(side, EndKind.PROTOCOL_ERROR, CLOSE_PROTOCOL_ERROR))
-            # Its framing is lost, so its answer could never be read: do not wait for it.
+            self._begin(End(side, EndKind.PROTOCOL_ERROR, error))
+            # Its framing may be lost, so its answer could never be read: do not wait for it.
             self.hop(side).got_close = True
-            gone = (
-                (CLOSE_GOING_AWAY, b"client went away")
-                if side is Side.CLIENT
-                else (self._backend_lost_code, b"backend went away")
-            )
-            self._close_both({side: (CLOSE_PROTOCOL_ERROR, b""), other: gone})
+            code = CLOSE_GOING_AWAY if side is Side.CLIENT else self._backend_lost_code
+            gone = (code, gone_reason(side, EndKind.PROTOCOL_ERROR))
+            self._close_both({side: (error, b""), other: gone})
         self._check(side)
         self._check(other)
 

@@ -17,6 +17,8 @@ from types import SimpleNamespace
 import aiohttp
 from multidict import CIMultiDict, MultiMapping
 
+from strangler.proxy.relay.backend_socket import BackendSocket, guarded
+
 # A refusal body worth showing a client is short; anything longer is cut here.
 MAX_REFUSAL_BODY = 64 * 1024
 
@@ -72,7 +74,8 @@ def new_session(connect_timeout: float) -> aiohttp.ClientSession:
 
     `sock_connect` bounds reaching the backend (a failure there is a 502) and
     `sock_read` bounds waiting for its handshake answer (a 504); aiohttp lifts the
-    read timeout once the socket is upgraded.
+    read timeout once the socket is upgraded. Its WebSockets hold the backend to the
+    tunnel's frame rules (proxy/relay/backend_socket.py).
     """
     trace = aiohttp.TraceConfig()
     trace.on_request_end.append(_capture_refusal_body)
@@ -81,6 +84,7 @@ def new_session(connect_timeout: float) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=False)
     return aiohttp.ClientSession(
         connector=connector,
+        ws_response_class=BackendSocket,
         trace_configs=[trace],
         skip_auto_headers=("User-Agent",),
         auto_decompress=False,
@@ -106,7 +110,7 @@ async def connect(
         # The session's socket timeouts say which step failed; this outer bound only
         # guards a backend that trickles bytes slowly enough to dodge them.
         async with asyncio.timeout(2 * timeout):
-            return await session.ws_connect(
+            ws = await session.ws_connect(
                 url,
                 protocols=tuple(protocols),
                 headers=headers,
@@ -116,6 +120,8 @@ async def connect(
                 decode_text=False,
                 timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
             )
+        guarded(ws)
+        return ws
     except aiohttp.WSServerHandshakeError as exc:
         if exc.status == 101:
             raise UpstreamUnavailable("bad_handshake", exc.message) from None

@@ -3,8 +3,11 @@
 The tunnel (proxy/relay/tunnel.py) forwards WebSocket bytes without framing them. To count
 messages, enforce the message size limit, notice close frames and know where it may
 inject a close frame of its own, it only needs the frame *headers*: this scanner walks
-them across arbitrary chunk boundaries and skips every payload by arithmetic. Payloads
-are never copied or unmasked (except the two code bytes of a close frame).
+them across arbitrary chunk boundaries and skips every payload by arithmetic. Data
+payloads are never copied or unmasked; a close frame (at most 125 bytes) is read whole,
+to judge its code and reason (proxy/relay/closecodes.py). The per-frame relay runs the
+same scanner in front of aiohttp's parser on both of its sockets
+(proxy/relay/frame_guard.py), so both relays hold peers to the same rules.
 
 One scanner reads one direction of one connection. `masked=True` for what a client
 sends (every frame must be masked), `masked=False` for what a server sends (none may be).
@@ -15,18 +18,22 @@ sends (every frame must be masked), `masked=False` for what a server sends (none
   (text, binary, continuation; wire bytes, so compressed size under permessage-deflate)
   carried by this chunk;
 - `pending`: the last `pending` bytes fed (possibly reaching back into earlier chunks)
-  are the start of a frame header that is not complete yet. A forwarder holds them back
-  and sends them with the next chunk, so what it has forwarded always ends on a frame
-  boundary when `at_boundary` is true, and a frame of its own (a close) may follow;
+  are the start of a frame not judged yet: a header that is not complete, or a close
+  frame whose body has not all come. A forwarder holds them back and sends them with
+  the next chunk, so what it has forwarded always ends on a frame boundary when
+  `at_boundary` is true, a frame of its own (a close) may follow, and a close frame
+  goes on only once it is known to be valid;
 - `at_boundary`: no frame is cut in the middle of its payload, i.e. everything fed so
   far but the `pending` bytes is whole frames;
-- `close_seen` / `close_code`: a complete close frame was in this chunk (the first one
-  counts); the code is None for a close frame without one (1005) or with a 1-byte body;
+- `close_seen` / `close_code`: a complete, valid close frame was in this chunk (the
+  first one counts); the code is None for a close frame without one (1005);
 - `error` / `error_offset`: 1002 for a protocol violation (reserved opcode, a control
   frame over 125 bytes or fragmented, a mask bit that contradicts `masked`, a
   continuation without a start, a new data message inside a fragmented one, a 64-bit
-  length with its top bit set), 1009 for a message whose fragments add up to more than
-  `max_message_bytes` (0: no limit). `error_offset` is where in this chunk the offending
+  length with its top bit set, a reserved bit when `extensions` is false, a close frame
+  with a 1-byte body or a code no peer may send), 1007 for a close reason that is not
+  UTF-8, 1009 for a message whose fragments add up to more than `max_message_bytes`
+  (0: no limit). `error_offset` is where in this chunk the offending
   frame starts: the bytes before it may still be forwarded, and they end on a frame
   boundary. It is negative when the offending frame began in an earlier chunk (its first
   bytes were `pending`, held back): then nothing of this chunk and only
@@ -36,11 +43,11 @@ sends (every frame must be masked), `masked=False` for what a server sends (none
 After an error the scanner is failed and every later `Scan` repeats the error with
 `error_offset` 0 (nothing more may be forwarded). After 1009 the framing is still
 intact, so it keeps walking frames (without limits) and still reports `close_seen`: a
-proxy can notice the offender's answer to its 1009. After 1002 framing is lost and later
-chunks report nothing else.
+proxy can notice the offender's answer to its 1009. After 1002 or 1007 the peer is
+failed (its framing may be lost) and later chunks report nothing else.
 
-RSV bits are not checked: extensions such as permessage-deflate are negotiated end to
-end, and the endpoints judge them.
+RSV bits are checked only with `extensions=False`: through the tunnel, extensions such
+as permessage-deflate are negotiated end to end, and the endpoints judge them.
 
 Cost: a pure-Python loop over the headers only, once per frame and never per payload
 byte (bench/tunnel_quick.py measures it).
@@ -50,7 +57,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-CLOSE_PROTOCOL_ERROR = 1002
+from strangler.proxy.relay.closecodes import CLOSE_PROTOCOL_ERROR, close_body_error
+
 CLOSE_TOO_BIG = 1009
 
 OP_CONTINUATION = 0x0
@@ -77,22 +85,16 @@ class Scan(NamedTuple):
     error_offset: int = 0
 
 
-_LOST = Scan(error=CLOSE_PROTOCOL_ERROR)
-
 # What the frame being read is, for when its payload ends.
 _CONTROL = 0
 _DATA = 1  # a data frame that does not end its message
 _LAST = 2  # a data frame that ends its message
-_CLOSE = 3
 
 
 class FrameScanner:
     """Walks the frame headers of one direction of a WebSocket stream."""
 
     __slots__ = (
-        "_close_buf",
-        "_close_left",
-        "_close_mask",
         "_error",
         "_fragmented",
         "_kind",
@@ -100,6 +102,7 @@ class FrameScanner:
         "_mask_bit",
         "_msg_bytes",
         "_need",
+        "_rsv",
         "_stash",
         "close_code",
         "closed",
@@ -107,18 +110,16 @@ class FrameScanner:
         "max_message_bytes",
     )
 
-    def __init__(self, max_message_bytes: int, *, masked: bool) -> None:
+    def __init__(self, max_message_bytes: int, *, masked: bool, extensions: bool = True) -> None:
         if max_message_bytes < 0:
             raise ValueError("max_message_bytes must be >= 0 (0: no limit)")
         self.max_message_bytes = max_message_bytes
         self.masked = masked
         self._limit = max_message_bytes or _NO_LIMIT
         self._mask_bit = 0x80 if masked else 0
+        self._rsv = 0 if extensions else 0x70  # reserved bits that break the protocol
         self._need = 0  # payload bytes of the current frame not seen yet
         self._kind = _CONTROL  # what the current frame is
-        self._close_left = 0  # code bytes of the current close frame not seen yet
-        self._close_buf = b""  # code bytes seen so far (still masked)
-        self._close_mask = b""
         self._fragmented = False  # inside a message whose last frame has not come
         self._msg_bytes = 0  # payload of the current message so far
         self._stash = b""  # the start of a frame header cut by the end of a chunk
@@ -148,8 +149,8 @@ class FrameScanner:
 
     def feed(self, data: bytes | bytearray | memoryview) -> Scan:
         """Walk the frame headers of the next chunk of the stream."""
-        if self._error == CLOSE_PROTOCOL_ERROR:
-            return _LOST
+        if self._error and self._error != CLOSE_TOO_BIG:
+            return Scan(error=self._error)
         counting = not self._error
         n = len(data)
         pos = 0
@@ -162,13 +163,8 @@ class FrameScanner:
             if need:
                 take = need if need <= n - pos else n - pos
                 kind = self._kind
-                if kind in (_DATA, _LAST):
-                    if counting:
-                        nbytes += take
-                elif kind == _CLOSE and self._close_left:
-                    got = bytes(data[pos : pos + min(self._close_left, take)])
-                    self._close_buf += got
-                    self._close_left -= len(got)
+                if kind != _CONTROL and counting:
+                    nbytes += take
                 pos += take
                 need -= take
                 self._need = need
@@ -176,10 +172,6 @@ class FrameScanner:
                     return Scan(messages, nbytes, False, 0, close_seen, close_code, self._error)
                 if kind == _LAST and counting:
                     messages += 1
-                elif kind == _CLOSE:
-                    code = self._end_close()
-                    if not close_seen:
-                        close_seen, close_code = True, code
             # At a frame boundary: the next header, possibly begun in the previous chunk.
             stash = self._stash
             start = pos - len(stash)  # where the frame starts, relative to this chunk
@@ -195,11 +187,9 @@ class FrameScanner:
                     close_code,
                     self._error,
                 )
-            self._stash = b""
             b0 = head[0]
             b1 = head[1]
             hl = _header_length(b1)
-            pos += hl - len(stash)
             ln = b1 & 0x7F
             if ln == 126:
                 ln = head[2] << 8 | head[3]
@@ -207,7 +197,8 @@ class FrameScanner:
                 ln = int.from_bytes(head[2:10], "big")
             op = b0 & 0x0F
             fin = b0 & 0x80
-            bad = b1 & 0x80 != self._mask_bit or ln > _MAX_LENGTH
+            bad = b1 & 0x80 != self._mask_bit or ln > _MAX_LENGTH or bool(b0 & self._rsv)
+            violation = CLOSE_PROTOCOL_ERROR
             too_big = False
             if op in (OP_TEXT, OP_BINARY):
                 bad = bad or self._fragmented
@@ -223,21 +214,47 @@ class FrameScanner:
                 self._kind = _LAST if fin else _DATA
             elif OP_CLOSE <= op <= OP_PONG:
                 bad = bad or not fin or ln > 125
-                self._kind = _CLOSE if op == OP_CLOSE else _CONTROL
-                if op == OP_CLOSE:
-                    self._close_left = min(ln, 2)
-                    self._close_buf = b""
-                    self._close_mask = bytes(head[hl - 4 : hl]) if self._mask_bit else b""
+                self._kind = _CONTROL
             else:
                 bad = True
+            if op == OP_CLOSE and not bad:
+                # A close frame is judged whole, so it is held back until all of it came.
+                whole = hl + ln - len(stash)  # what is still to come of it, from pos
+                if whole > n - pos:
+                    self._stash = stash + bytes(data[pos:])
+                    return Scan(
+                        messages,
+                        nbytes,
+                        True,
+                        len(self._stash),
+                        close_seen,
+                        close_code,
+                        self._error,
+                    )
+                body = (stash + bytes(data[pos : pos + whole]))[hl:]
+                if self._mask_bit and body:
+                    body = apply_mask(body, bytes(head[hl - 4 : hl]))
+                violation = close_body_error(body)
+                if not violation:
+                    self._stash = b""
+                    pos += whole
+                    code = body[0] << 8 | body[1] if body else None
+                    if not self.closed:
+                        self.closed, self.close_code = True, code
+                    if not close_seen:
+                        close_seen, close_code = True, code
+                    continue
+                bad = True
+            self._stash = b""
+            pos += hl - len(stash)
             if bad:
-                # Framing is lost: nothing from the offending frame on may be forwarded.
+                # The peer is failed: nothing from the offending frame on may be forwarded.
                 first = not self._error
-                self._error = CLOSE_PROTOCOL_ERROR
+                self._error = violation
                 self._need = 0
                 if not first:
                     return Scan(0, 0, True, 0, close_seen, close_code, self._error)
-                return Scan(messages, nbytes, True, 0, close_seen, close_code, 1002, start)
+                return Scan(messages, nbytes, True, 0, close_seen, close_code, violation, start)
             self._need = ln
             if too_big and counting:
                 # The walk goes on without limits and without counting, only to see
@@ -258,37 +275,17 @@ class FrameScanner:
                     CLOSE_TOO_BIG,
                     error_at,
                 )
-            if not ln:
-                kind = self._kind
-                if kind == _LAST and counting:
-                    messages += 1
-                elif kind == _CLOSE:
-                    code = self._end_close()
-                    if not close_seen:
-                        close_seen, close_code = True, code
+            if not ln and self._kind == _LAST and counting:
+                messages += 1
 
     def _walk_after_error(self, data: bytes | bytearray | memoryview, pos: int) -> Scan:
         """The rest of a chunk after a 1009 was reported in it (only closes matter)."""
         return self.feed(memoryview(data)[pos:]) if pos < len(data) or self._need else Scan()
 
-    def _end_close(self) -> int | None:
-        code = _close_code(self._close_buf, self._close_mask)
-        if not self.closed:
-            self.closed, self.close_code = True, code
-        return code
-
 
 def _header_length(b1: int) -> int:
     ln = b1 & 0x7F
     return (2 if ln < 126 else 4 if ln == 126 else 10) + (4 if b1 & 0x80 else 0)
-
-
-def _close_code(code: bytes, mask: bytes) -> int | None:
-    if len(code) < 2:
-        return None
-    if mask:
-        return (code[0] ^ mask[0]) << 8 | (code[1] ^ mask[1])
-    return code[0] << 8 | code[1]
 
 
 def frame(

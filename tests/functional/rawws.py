@@ -3,6 +3,8 @@
 Handshake bytes are written by hand (so a test can send a bad key, a huge header or a
 bare CR), and frames are built bit by bit (unmasked, reserved opcodes, oversized
 control frames, fragments). Reading parses the server's frames, which are never masked.
+`HostileBackend` is the other end: a raw backend that answers with any frames a test
+scripts (masked, impossible lengths, close codes no peer may send).
 """
 
 from __future__ import annotations
@@ -162,3 +164,78 @@ class RawWebSocket:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[bool, int, bytes]:
+    """The next frame on `reader`, masked or not: (fin, opcode, unmasked payload)."""
+    async with asyncio.timeout(READ_TIMEOUT):
+        b1, b2 = await reader.readexactly(2)
+        n = b2 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", await reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", await reader.readexactly(8))
+        key = await reader.readexactly(4) if b2 & 0x80 else b""
+        payload = await reader.readexactly(n)
+    if key:
+        stream = (key * (n // 4 + 1))[:n]
+        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(
+            n, "big"
+        )
+    return bool(b1 & 0x80), b1 & 0x0F, payload
+
+
+@dataclass
+class HostileBackend:
+    """A backend that completes the handshake, then writes `script` (raw frames of any
+    kind, however broken) once the first data frame from its client arrives, and keeps
+    what comes back: `closes` are the codes of the close frames it was sent (None for a
+    close without a code), one entry per connection, in order."""
+
+    script: bytes = b""
+    closes: list[int | None] = field(default_factory=list)
+    port: int = 0
+    server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from strangler.proxy.relay.handshake import accept_key
+
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            key = next(
+                line.split(":", 1)[1].strip()
+                for line in head.split("\r\n")
+                if line.lower().startswith("sec-websocket-key:")
+            )
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + accept_key(key).encode()
+                + b"\r\n\r\n"
+            )
+            while True:
+                _, opcode, payload = await read_frame(reader)
+                if opcode in (OP_TEXT, OP_BINARY):
+                    writer.write(self.script)
+                elif opcode == OP_CLOSE:
+                    self.closes.append(struct.unpack("!H", payload[:2])[0] if payload else None)
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, StopIteration):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from strangler.proxy.relay.closecodes import CLOSE_INVALID_TEXT
 from strangler.proxy.relay.wsframes import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOO_BIG,
@@ -101,10 +102,12 @@ def test_two_chunks_split_at_every_byte_offset_agree_with_the_whole(masked: bool
         scanner = FrameScanner(0, masked=masked)
         first = scanner.feed(stream[:k])
         if first.at_boundary:
-            # What may go is whole frames; what is held is the start of the next header.
+            # What may go is whole frames; what is held is the start of the next header,
+            # or of the close frame, which is judged whole.
             assert k - first.pending in boundaries, k
             i = where.starts.index(k - first.pending) if k - first.pending < len(stream) else -1
-            assert first.pending == 0 or k < where.payloads[i], k
+            is_close = frames[i][0] & 0x0F == OP_CLOSE
+            assert first.pending == 0 or k < where.payloads[i] or is_close, k
             assert scanner.remaining == 0
         else:
             # Cut inside a payload: the scanner knows how much of it is still to come.
@@ -162,7 +165,7 @@ def test_length_encodings_at_their_edges() -> None:
 @pytest.mark.parametrize("masked", [True, False])
 @pytest.mark.parametrize(
     ("body", "code"),
-    [(b"\x03\xe8", 1000), (b"\x0f\xa1bye", 4001), (b"", None), (b"\x03", None)],
+    [(b"\x03\xe8", 1000), (b"\x0f\xa1bye", 4001), (b"", None), (b"\x0b\xb8\xc3\xa9", 3000)],
 )
 def test_close_codes_are_read_through_the_mask_at_every_split(
     masked: bool, body: bytes, code: int | None
@@ -173,6 +176,54 @@ def test_close_codes_are_read_through_the_mask_at_every_split(
         scans = feed_all(scanner, [stream[:k], stream[k:]])
         assert totals(scans) == (1, 2, [code]), k
         assert scanner.closed and scanner.close_code == code
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"\x03", CLOSE_PROTOCOL_ERROR),  # a code cut in half
+        *[
+            (code.to_bytes(2, "big"), CLOSE_PROTOCOL_ERROR)
+            for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535)
+        ],
+        (b"\x03\xe8\xff\xfe", CLOSE_INVALID_TEXT),  # a reason that is not UTF-8
+        (b"\x03\xe8\xce", CLOSE_INVALID_TEXT),  # a character cut short
+    ],
+)
+def test_a_close_frame_that_breaks_the_rules_is_failed_where_it_starts(
+    masked: bool, body: bytes, error: int
+) -> None:
+    """Wherever the reads split it, the close is never reported as a close, and nothing
+    of it may go: the error's offset is the close frame's first byte."""
+    ok = f(OP_TEXT, b"hi", masked=masked)
+    stream = ok + f(OP_CLOSE, body, masked=masked)
+    for k in range(len(stream) + 1):
+        scanner = FrameScanner(0, masked=masked)
+        a, b = scanner.feed(stream[:k]), scanner.feed(stream[k:])
+        err = a if a.error else b
+        assert err.error == error, k
+        # The offset counts from the start of the chunk it is reported in.
+        assert (k if err is b else 0) + err.error_offset == len(ok), k
+        assert not a.close_seen and not b.close_seen and not scanner.closed
+        assert a.messages + b.messages == 1
+        assert scanner.feed(close_frame(1000)) == Scan(error=error)
+
+
+def test_a_close_frame_waits_whole_before_it_may_go() -> None:
+    stream = f(OP_CLOSE, b"\x03\xe8" + b"r" * 100, masked=True)
+    scanner = FrameScanner(0, masked=True)
+    first = scanner.feed(stream[:-1])
+    assert (first.pending, first.close_seen, first.at_boundary) == (len(stream) - 1, False, True)
+    last = scanner.feed(stream[-1:])
+    assert (last.pending, last.close_seen, last.close_code) == (0, True, 1000)
+
+
+def test_reserved_bits_break_the_protocol_where_no_extension_can_be_agreed() -> None:
+    for rsv in (0x10, 0x20, 0x40):
+        stream = frame(OP_TEXT, b"ok") + frame(OP_TEXT, b"x", rsv=rsv)
+        scan = FrameScanner(0, masked=False, extensions=False).feed(stream)
+        assert (scan.error, scan.error_offset, scan.messages) == (CLOSE_PROTOCOL_ERROR, 4, 1)
 
 
 def test_only_the_first_close_is_the_connections_close() -> None:
