@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Literal, Protocol, get_args
 
 from strangler.legacy_adapters.canonical import Message
+
+# The two generations of a route's first frame (LEGACY_SURFACE.md): the newer
+# ``connection_established`` and the older ``system_message``. Which one a route sends
+# is its dialect's default unless the route's configuration names one.
+Greeting = Literal["connection_established", "system_message"]
+GREETINGS: Final[frozenset[str]] = frozenset(get_args(Greeting))
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +24,8 @@ class Context:
     # The dialect's own connection id once its greeting has been rendered: heartbeats
     # repeat it, and the older ``ws_<ms>_<id>`` form cannot be derived from them alone.
     connection_id: str | None = None
+    # The greeting shape the route is configured with; None: the dialect's default.
+    greeting: Greeting | None = None
 
 
 class Adapter(Protocol):

@@ -1,20 +1,24 @@
 """The ``isolated`` dialect: ``/ws/isolated``, or ``/ws`` picked by ``?mode=`` or User-Agent.
 
 The main generation's envelope (events under ``data``); the greeting reports
-``data.mode: "isolated"`` and connection ids read ``isolated_<hex>``, heartbeats included.
+``data.mode: "isolated"`` and connection ids read ``isolated_<hex>``, heartbeats included (a
+route configured with ``greeting: system_message`` gets the older greeting and its
+``ws_<ms>_<hex>`` id instead).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from strangler.legacy_adapters.base import Adapter
+from strangler.legacy_adapters.base import Adapter, Greeting
 from strangler.legacy_adapters.nesting import DataNestingAdapter
 
 NAME: Final = "isolated"
 MODE: Final = "isolated"
 ID_PREFIX: Final = "isolated_"
+# The first frame unless the route configures another (strangler.yaml `greeting:`).
+GREETING: Final[Greeting] = "connection_established"
 # Turn-event fields this dialect cannot carry: none, its events are canonical.
 DROPPED_FIELDS: Final[frozenset[str]] = frozenset()
 
-ADAPTER: Final[Adapter] = DataNestingAdapter(NAME, id_prefix=ID_PREFIX)
+ADAPTER: Final[Adapter] = DataNestingAdapter(NAME, MODE, id_prefix=ID_PREFIX)

@@ -1,30 +1,37 @@
 """The ``legacy`` dialect: ``/websocket`` and ``/ws/test`` (and ``/ws?mode=legacy``).
 
-The older compatibility routes: the ``system_message`` greeting, flat critical events,
-flat errors (``{"type": "error", "error": "invalid_json", "message": ...}``); pong,
-heartbeat and ack keep the ``data`` shape.
+The older compatibility routes: the ``system_message`` greeting (a route configured with
+``greeting: connection_established`` gets the newer one, ``data.mode: "legacy"``, id
+``legacy_<hex>``), flat critical events, flat errors (``{"type": "error", "error":
+"invalid_json", "message": ...}``); pong, heartbeat and ack keep the ``data`` shape.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from strangler.legacy_adapters.base import Adapter, Context
+from strangler.legacy_adapters.base import Adapter, Context, Greeting
 from strangler.legacy_adapters.canonical import TURN_EVENTS, Message, canonical_client
 from strangler.legacy_adapters.nesting import (
+    CONNECTION_ESTABLISHED,
     FLAT_RESERVED_DATA_KEYS,
+    GREETING_TYPES,
     data_to_flat,
     error_from_flat,
     error_to_flat,
     flat_error,
     flat_to_data,
-    from_system_message,
+    greeting_from_canonical,
+    greeting_to_canonical,
     heartbeat_for,
-    to_system_message,
+    unprefixed,
 )
 
 NAME: Final = "legacy"
 MODE: Final = "legacy"
+ID_PREFIX: Final = "legacy_"  # the connection_established greeting's ids: legacy_<hex>
+# The first frame unless the route configures another (strangler.yaml `greeting:`).
+GREETING: Final[Greeting] = "system_message"
 # Turn-event fields this dialect cannot carry. Top-level tool_name and results are
 # mirrors of data.tool_name and data.result, so they come back from the flat fields.
 DROPPED_FIELDS: Final = frozenset({"user_id"})
@@ -43,26 +50,28 @@ class LegacyAdapter:
         return canonical_client(msg)
 
     def event_from_canonical(self, event: Message, ctx: Context) -> Message:
-        """Turn events flattened, errors flat, the greeting as a ``system_message``."""
+        """Turn events flattened, errors flat, the greeting in the route's shape."""
         kind = event.get("type")
         if isinstance(kind, str) and kind in TURN_EVENTS:
             data = event.get("data")
             return data_to_flat(event, data) if isinstance(data, dict) else event
-        if kind == "connection_established":
-            return to_system_message(event, ctx)
+        if kind == CONNECTION_ESTABLISHED:
+            return greeting_from_canonical(event, ctx, GREETING, ID_PREFIX)
         if kind == "heartbeat":
-            return heartbeat_for(event, ctx, None)
+            return heartbeat_for(event, ctx, GREETING, ID_PREFIX)
         if kind == "error":
             return error_to_flat(event)
         return event
 
     def event_to_canonical(self, frame: Message) -> Message:
-        """Flat events, flat errors and the greeting back in canonical form."""
+        """Flat events, flat errors, either greeting shape and heartbeats in canonical form."""
         if frame.get("critical") is True:
             return flat_to_data(frame)
         kind = frame.get("type")
-        if kind == "system_message":
-            return from_system_message(frame, MODE)
+        if kind in GREETING_TYPES:
+            return greeting_to_canonical(frame, MODE, ID_PREFIX)
+        if kind == "heartbeat":
+            return unprefixed(frame, ID_PREFIX)
         if kind == "error":
             return error_from_flat(frame)
         return frame

@@ -11,10 +11,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from strangler.legacy_adapters.base import Context
+from strangler.legacy_adapters.base import Context, Greeting
 from strangler.legacy_adapters.canonical import GOLDEN_PATH, Message, attach_data, canonical_client
 
 CANONICAL_ID_PREFIX: Final = "main_"  # the unified router's connection ids: main_<hex>
+CONNECTION_ESTABLISHED: Final = "connection_established"
+SYSTEM_MESSAGE: Final = "system_message"
+# Either greeting's type ("x in tuple" is safe for unhashable JSON values).
+GREETING_TYPES: Final = (CONNECTION_ESTABLISHED, SYSTEM_MESSAGE)
 ANONYMOUS: Final = "anonymous"
 HEARTBEAT_INTERVAL_S: Final = 25
 MAX_MESSAGE_SIZE: Final = 8192
@@ -135,11 +139,54 @@ def established_for(event: Message, mode: str, id_prefix: str | None) -> Message
     return {**event, "data": {**data, **changes}}
 
 
-def heartbeat_for(event: Message, ctx: Context, id_prefix: str | None) -> Message:
-    """A canonical heartbeat carrying the dialect's connection id."""
+def unprefixed(frame: Message, id_prefix: str | None) -> Message:
+    """``frame`` with a ``data.connection_id`` of prefix ``id_prefix`` in the canonical one.
+
+    Ids of another form (the older ``ws_<ms>_<hex>``) are left as they are.
+    """
+    data = frame.get("data")
+    if id_prefix is None or not isinstance(data, dict):
+        return frame
+    connection_id = data.get("connection_id")
+    if not isinstance(connection_id, str) or not connection_id.startswith(id_prefix):
+        return frame
+    return with_connection_id(frame, CANONICAL_ID_PREFIX + connection_id.removeprefix(id_prefix))
+
+
+def greeting_from_canonical(
+    event: Message, ctx: Context, default: Greeting, id_prefix: str | None
+) -> Message:
+    """The canonical greeting in the route's configured shape (``default``: the dialect's).
+
+    ``connection_established`` reports ``ctx.mode`` with a ``<id_prefix><hex>`` id (None:
+    the canonical ``main_``); ``system_message`` is the older greeting and its ws_ id.
+    """
+    if (ctx.greeting or default) == SYSTEM_MESSAGE:
+        return to_system_message(event, ctx)
+    return established_for(event, ctx.mode, id_prefix)
+
+
+def greeting_to_canonical(frame: Message, mode: str, id_prefix: str | None) -> Message:
+    """Either greeting shape of a dialect as the canonical connection_established.
+
+    Whichever shape the route was configured with, so a stream can be read back without
+    knowing the configuration; ``data.mode`` stays the dialect's ``mode``.
+    """
+    if frame.get("type") == SYSTEM_MESSAGE:
+        return from_system_message(frame, mode)
+    return unprefixed(frame, id_prefix)
+
+
+def heartbeat_for(
+    event: Message, ctx: Context, default: Greeting, id_prefix: str | None
+) -> Message:
+    """A canonical heartbeat carrying the connection id the route's greeting gave.
+
+    Before a greeting was seen, only a ``connection_established`` id can be derived.
+    """
     if ctx.connection_id is not None:
         return with_connection_id(event, ctx.connection_id)
-    if id_prefix is None:
+    if id_prefix is None or (ctx.greeting or default) != CONNECTION_ESTABLISHED:
         return event
     return prefixed(event, CANONICAL_ID_PREFIX, id_prefix)
 
@@ -280,13 +327,15 @@ class DataNestingAdapter:
     """A dialect of the newest generation (events under ``data``): main, factory, isolated.
 
     Turn events are canonical already; only the greeting differs (``data.mode`` and
-    the connection id prefix), and heartbeats repeat that id.
+    the connection id prefix, or the older ``system_message`` where a route is
+    configured with it), and heartbeats repeat the greeting's id.
     """
 
-    __slots__ = ("_id_prefix", "name")
+    __slots__ = ("_id_prefix", "_mode", "name")
 
-    def __init__(self, name: str, id_prefix: str | None) -> None:
+    def __init__(self, name: str, mode: str, id_prefix: str | None) -> None:
         self.name = name
+        self._mode = mode  # the data.mode a system_message greeting reads back as
         self._id_prefix = id_prefix  # None: the canonical main_ prefix is the dialect's
 
     def client_to_canonical(self, msg: Message) -> Message:
@@ -294,24 +343,23 @@ class DataNestingAdapter:
         return canonical_client(msg)
 
     def event_from_canonical(self, event: Message, ctx: Context) -> Message:
-        """The canonical event with this dialect's greeting mode and connection id."""
+        """The canonical event with the route's greeting and this dialect's connection id."""
         kind = event.get("type")
-        if kind == "connection_established":
-            return established_for(event, ctx.mode, self._id_prefix)
-        if kind == "heartbeat" and self._id_prefix is not None:
-            return heartbeat_for(event, ctx, self._id_prefix)
+        if kind == CONNECTION_ESTABLISHED:
+            return greeting_from_canonical(event, ctx, CONNECTION_ESTABLISHED, self._id_prefix)
+        if kind == "heartbeat":
+            return heartbeat_for(event, ctx, CONNECTION_ESTABLISHED, self._id_prefix)
         return event
 
     def event_to_canonical(self, frame: Message) -> Message:
-        """The frame with the canonical connection id prefix (``data.mode`` is kept)."""
-        if self._id_prefix is not None and frame.get("type") in _ID_FRAMES:
-            return prefixed(frame, self._id_prefix, CANONICAL_ID_PREFIX)
+        """Either greeting and heartbeats with the canonical id (``data.mode`` is kept)."""
+        kind = frame.get("type")
+        if kind in GREETING_TYPES:
+            return greeting_to_canonical(frame, self._mode, self._id_prefix)
+        if kind == "heartbeat":
+            return unprefixed(frame, self._id_prefix)
         return frame
 
     def invalid_frame_reply(self, problem: str) -> Message | None:
         """The ``data``-nested INVALID_MESSAGE error."""
         return data_error(problem)
-
-
-# Frames that carry a connection id ("x in tuple" is safe for unhashable JSON values).
-_ID_FRAMES: Final = ("connection_established", "heartbeat")

@@ -7,7 +7,7 @@ from types import MappingProxyType
 from typing import Final
 
 from strangler.legacy_adapters import factory, flat, isolated, legacy, main, main_payload
-from strangler.legacy_adapters.base import Adapter
+from strangler.legacy_adapters.base import Adapter, Greeting
 
 _MODULES: Final = (main, main_payload, flat, factory, isolated, legacy)
 _ADAPTERS: Final[Mapping[str, Adapter]] = MappingProxyType(
@@ -15,6 +15,9 @@ _ADAPTERS: Final[Mapping[str, Adapter]] = MappingProxyType(
 )
 _MODES: Final[Mapping[str, str]] = MappingProxyType(
     {module.NAME: module.MODE for module in _MODULES}
+)
+_GREETINGS: Final[Mapping[str, Greeting]] = MappingProxyType(
+    {module.NAME: module.GREETING for module in _MODULES}
 )
 
 DIALECTS: Final = frozenset(_ADAPTERS)
@@ -36,18 +39,21 @@ def adapter(dialect: str) -> Adapter:
         raise ValueError(f"unknown dialect {dialect!r}") from None
 
 
-def needs_translation(client_dialect: str, backend: str) -> bool:
+def needs_translation(client_dialect: str, backend: str, greeting: Greeting | None = None) -> bool:
     """Whether frames between a client of ``client_dialect`` and ``backend`` need an adapter.
 
-    The legacy backend speaks every dialect itself; the unified router speaks canonical,
-    which is the ``main`` dialect.
+    The legacy backend speaks every dialect itself, in the greeting its route is set up
+    with; the unified router speaks canonical, which is the ``main`` dialect with its
+    default greeting. ``greeting`` is the route's configured one (None: the dialect's).
     """
     if client_dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {client_dialect!r}")
     if backend == "legacy":
         return False
     if backend == "unified":
-        return client_dialect != CANONICAL_DIALECT
+        if client_dialect != CANONICAL_DIALECT:
+            return True
+        return greeting is not None and greeting != _GREETINGS[CANONICAL_DIALECT]
     raise ValueError(f"unknown backend {backend!r}")
 
 
@@ -68,6 +74,14 @@ def select_dialect(route_dialect: str, mode_param: str | None, user_agent: str |
             if dialect in agent:
                 return dialect
     return route_dialect
+
+
+def default_greeting(dialect: str) -> Greeting:
+    """The greeting shape a route of ``dialect`` sends unless configured otherwise."""
+    try:
+        return _GREETINGS[dialect]
+    except KeyError:
+        raise ValueError(f"unknown dialect {dialect!r}") from None
 
 
 def connection_mode(dialect: str) -> str:
