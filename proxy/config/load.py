@@ -130,7 +130,9 @@ def _unset_nulls(data: Any, path: tuple[str, ...] = ()) -> Any:
 def _route(entry: RouteSection) -> Route:
     anonymous = entry.auth is AuthStyle.NONE if entry.anonymous is None else entry.anonymous
     pattern, lost = compile_path(entry.path), entry.upstream_lost_close_code
-    return Route(entry.name, entry.path, entry.dialect, entry.auth, anonymous, pattern, lost)
+    return Route(
+        entry.name, entry.path, entry.dialect, entry.auth, anonymous, pattern, lost, entry.greeting
+    )
 
 
 def _config(doc: Document, source: str, base: Path) -> Config:

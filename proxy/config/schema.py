@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic.json_schema import WithJsonSchema
 
+from strangler.legacy_adapters.base import Greeting
 from strangler.proxy.config.compare import CompareSettings
 from strangler.proxy.config.errors import SECTION, at
 from strangler.proxy.config.jwt import JwtSettings, WeakKeyError
@@ -178,6 +179,11 @@ class RouteSection(Section):
     anonymous: StrictBool | None = setting(None, "Admit clients without a token (auth none: yes).")
     upstream_lost_close_code: CloseCode | None = setting(
         None, "Close code when the backend vanishes, as this route's legacy code sent it."
+    )
+    greeting: Greeting | None = setting(
+        None,
+        "The first frame's shape, as this route's legacy code sent it: connection_established "
+        "or the older system_message; none: the dialect's own (docs/PROTOCOL.md section 6).",
     )
 
 

@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from strangler.legacy_adapters.base import Greeting
 from strangler.proxy.config.compare import CompareSettings
 from strangler.proxy.config.errors import SECTION
 from strangler.proxy.config.jwt import JwtSettings
@@ -127,6 +128,8 @@ class Route:
     # The close code this route's legacy code sent when its backend died mid-session;
     # None: relay.upstream_lost_close_code.
     upstream_lost_close_code: int | None = None
+    # The first frame's shape as this route's legacy code sent it; None: the dialect's.
+    greeting: Greeting | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,7 @@ class Serving:
         user_id = identity.user_id if identity else None
         claims = identity.claims if identity else {}
         headers = self._backends.headers(request, route, style)
-        if self._tunnels(dialect, decision):
+        if self._tunnels(route, dialect, decision):
             return self._tunnel(
                 request, route, dialect, decision, offered, headers, user_id, claims, ticket
             )
@@ -90,11 +90,11 @@ class Serving:
             request, route, dialect, style, decision, offered, headers, user_id, claims, ticket
         )
 
-    def _tunnels(self, dialect: str, decision: Decision) -> bool:
+    def _tunnels(self, route: Route, dialect: str, decision: Decision) -> bool:
         """Whether the connection's bytes may pass untouched: no translation, no secondary."""
         if self._config.relay.tunnel != "auto" or decision.mode not in (Mode.LEGACY, Mode.UNIFIED):
             return False
-        return not needs_translation(dialect, PRIMARY[decision.mode])
+        return not needs_translation(dialect, PRIMARY[decision.mode], route.greeting)
 
     async def _frames(
         self,
@@ -134,11 +134,15 @@ class Serving:
             await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
             return client_ws
 
-        # The unified router speaks canonical; a client of another dialect needs its
-        # frames translated, on the primary path or for the shadow copy.
+        # The unified router speaks canonical; a client of another dialect (or of a route
+        # set up with another greeting) needs its frames translated, on the primary path
+        # or for the shadow copy.
         translator = (
-            Translator(adapter(dialect), Context(route.name, user_id, connection_mode(dialect)))
-            if needs_translation(dialect, "unified")
+            Translator(
+                adapter(dialect),
+                Context(route.name, user_id, connection_mode(dialect), greeting=route.greeting),
+            )
+            if needs_translation(dialect, "unified", route.greeting)
             else None
         )
         filters = IDENTITY
