@@ -29,10 +29,11 @@ import aiohttp
 from strangler.proxy.commands.client_text import (
     AUTH_STATUSES,
     TURN_END,
-    TURN_START,
+    answers,
     auth_failure,
     close_text,
     describe,
+    expects,
     refusal_text,
     sent_text,
     user_frame,
@@ -67,7 +68,8 @@ class Session:
     events: list[dict[str, Any]] = field(default_factory=list)
     backend: str = "?"
     open_turns: int = 0
-    turn_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    open_replies: int = 0
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
     close_code: int | None = None
     close_reason: str = ""
 
@@ -84,9 +86,25 @@ class Session:
         if server_id:
             self.backend = str(server_id)
         self.say(f"  [{self.backend:>7}] {describe(event)}")
-        if event.get("type") in TURN_END:
-            self.open_turns = max(0, self.open_turns - 1)
-            self.turn_ended.set()
+        match answers(event):
+            case "turn":
+                self.open_turns = max(0, self.open_turns - 1)
+            case "reply":
+                self.open_replies = max(0, self.open_replies - 1)
+        self.answered.set()
+
+    def sent(self, frame: str) -> None:
+        """Count what `frame` asks of the server, so end of input can wait for it."""
+        match expects(frame):
+            case "turn":
+                self.open_turns += 1
+            case "reply":
+                self.open_replies += 1
+
+    @property
+    def waiting(self) -> bool:
+        """Whether something sent has not been answered yet."""
+        return bool(self.open_turns or self.open_replies)
 
     def verdict(self) -> int:
         """After the server closed: say why, on stderr; the exit status."""
@@ -213,11 +231,11 @@ async def run_client(
 
 
 async def _send(ws: aiohttp.ClientWebSocketResponse, session: Session, frame: str) -> None:
-    await ws.send_str(frame)
-    with contextlib.suppress(ValueError):
-        message = json.loads(frame)
-        if isinstance(message, dict) and message.get("type") in TURN_START:
-            session.open_turns += 1
+    try:
+        await ws.send_str(frame)
+    except ConnectionError:
+        return  # the server is closing: the reader reports how, nothing was sent
+    session.sent(frame)
     session.say(f"  [   sent] {sent_text(frame)}")
 
 
@@ -259,7 +277,8 @@ async def _read(
 async def _one_turn(
     ws: aiohttp.ClientWebSocketResponse, session: Session, text: str, timeout: float
 ) -> int:
-    await ws.send_str(_start_agent(text))
+    with contextlib.suppress(ConnectionError):  # refused at once: the close tells why
+        await ws.send_str(_start_agent(text))
     try:
         async with asyncio.timeout(timeout):
             closed = await _read(ws, session, until_turn_end=True)
@@ -290,13 +309,13 @@ async def _hold(
         if text:
             await _send(ws, session, _start_agent(text))
         if await _feed(ws, session, lines, reader, stopped):
-            # End of input: let the turns already asked for finish first, so that
-            # `strangler client --hold < script` prints their answers.
+            # End of input: wait for the answers to what was sent (turns to their end),
+            # so that `strangler client --hold < script` prints them before closing.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
-                    while session.open_turns and not reader.done() and not stopped.done():
-                        session.turn_ended.clear()
-                        await _first(session.turn_ended.wait(), reader, stopped)
+                    while session.waiting and not reader.done() and not stopped.done():
+                        session.answered.clear()
+                        await _first(session.answered.wait(), reader, stopped)
         if reader.done():
             return session.verdict()
         await ws.close(code=1000, message=b"client done")

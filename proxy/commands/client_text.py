@@ -8,7 +8,9 @@ the frame a line typed on stdin becomes.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, Literal
+
+from strangler.legacy_adapters.canonical import ALIASES, TURN_EVENTS, TURN_TYPES
 
 # The names RFC 6455 (section 7.4.1) and the IANA registry give the close codes a person
 # meets here; others print as their number alone.
@@ -30,7 +32,12 @@ AUTH_ERROR_CODE: Final = "AUTH_FAILED"
 # The handshake statuses that mean the credential was refused (the factory route's 403).
 AUTH_STATUSES: Final = frozenset({401, 403})
 TURN_END: Final = frozenset({"agent_completed", "agent_error"})
-TURN_START: Final = frozenset({"start_agent", "user_message", "agent_request"})
+# What the legacy surface answers each client frame with (docs: "Messages from clients"):
+# a turn for a turn message, nothing for these two, one frame for anything else (pong,
+# ack, or an error for a frame that is not a JSON object with a type).
+SILENT_TYPES: Final = frozenset({"pong", "heartbeat_ack"})
+# Frames the server sends of its own accord, answering nothing.
+UNPROMPTED_TYPES: Final = frozenset({"connection_established", "system_message", "heartbeat"})
 
 
 def describe(event: dict[str, Any]) -> str:
@@ -133,3 +140,27 @@ def sent_text(frame: str) -> str:
     payload = message.get("payload")
     text = (payload.get("text") or payload.get("user_request")) if isinstance(payload, dict) else ""
     return f"{message.get('type', '?')!s:<24} {str(text or '')[:70]}".rstrip()
+
+
+def expects(frame: str) -> Literal["turn", "reply", "nothing"]:
+    """What the server answers `frame` with: a whole turn, one frame, or nothing."""
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return "reply"  # an error frame
+    kind = message.get("type") if isinstance(message, dict) else None
+    if not isinstance(kind, str):
+        return "reply"
+    if ALIASES.get(kind, kind) in TURN_TYPES:
+        return "turn"
+    return "nothing" if kind in SILENT_TYPES else "reply"
+
+
+def answers(event: dict[str, Any]) -> Literal["turn", "reply", "nothing"]:
+    """What a received frame completes: a turn (its last event), a reply, or nothing."""
+    kind = event.get("type")
+    if kind in TURN_END:
+        return "turn"
+    if kind in TURN_EVENTS or kind in UNPROMPTED_TYPES:
+        return "nothing"
+    return "reply"

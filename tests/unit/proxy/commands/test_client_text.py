@@ -6,9 +6,11 @@ import json
 
 from strangler.legacy_adapters.canonical import canonical_client
 from strangler.proxy.commands.client_text import (
+    answers,
     auth_failure,
     close_text,
     describe,
+    expects,
     refusal_text,
     sent_text,
     user_frame,
@@ -97,3 +99,24 @@ def test_the_echo_of_a_sent_frame_names_its_type() -> None:
         f"{'user_message':<24} Hi"
     )
     assert sent_text("{oops").startswith("(not JSON)")
+
+
+def test_what_the_server_owes_for_each_frame_sent() -> None:
+    assert expects(user_frame("Hi") or "") == "turn"
+    assert expects('{"type": "chat_message", "content": "Hi"}') == "turn"  # an alias
+    assert expects('{"type": "ping", "timestamp": 1}') == "reply"
+    assert expects('{"type": "switch_thread", "payload": {}}') == "reply"  # acked
+    assert expects("{oops") == "reply"  # an error frame
+    assert expects('{"type": "pong"}') == "nothing"
+    assert expects('{"type": "heartbeat_ack"}') == "nothing"
+
+
+def test_what_a_received_frame_answers() -> None:
+    assert answers({"type": "agent_completed"}) == "turn"
+    assert answers({"type": "agent_error"}) == "turn"
+    assert answers({"type": "agent_thinking"}) == "nothing"
+    assert answers({"type": "heartbeat"}) == "nothing"
+    assert answers({"type": "connection_established"}) == "nothing"
+    assert answers({"type": "pong"}) == "reply"
+    assert answers({"type": "ack"}) == "reply"
+    assert answers({"type": "error", "error": "invalid_json"}) == "reply"
