@@ -15,6 +15,7 @@ from strangler.flags.schema import VERSION as FLAGS_SCHEMA_VERSION
 from strangler.proxy import __version__
 from strangler.proxy.commands.backend import add_backend_parser
 from strangler.proxy.commands.completion import add_completion_parser, script, subcommands
+from strangler.proxy.commands.conformance import add_conformance_parser
 from strangler.proxy.commands.flags import add_flags_parser
 from strangler.proxy.commands.help import finish_help, missing_command
 from strangler.proxy.config import ConfigError, json_schema, load_config
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_client_parser(sub)
     add_backend_parser(sub)  # strangler backend legacy|unified (proxy/commands/backend.py)
+    add_conformance_parser(sub)  # strangler conformance URL (proxy/commands/conformance.py)
     add_flags_parser(sub)  # strangler flags check|explain|plan|status (proxy/commands/flags.py)
     add_completion_parser(sub).set_defaults(func=_cmd_completion)
     finish_help(parser)
@@ -288,7 +290,8 @@ def _add_client_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="how long to wait for the connection and, without --hold, for a complete turn",
+        help="how long to wait for the connection, for a complete turn, and with --hold "
+        "for the answers still owed at end of input",
     )
     client.add_argument(
         "--hold",
