@@ -22,11 +22,12 @@ def iso_now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def new_connection_id(dialect: Dialect) -> str:
-    """A connection id in the generation's format (``main_<hex>``, ``ws_<ms>_<hex>``)."""
-    if dialect in (Dialect.MAIN_PAYLOAD, Dialect.LEGACY):
+def new_connection_id(dialect: Dialect, greeting_kind: Greeting) -> str:
+    """A connection id in the greeting generation's format: ``<mode>_<hex>`` for
+    connection_established, ``ws_<ms>_<hex>`` for the older system_message."""
+    if greeting_kind is Greeting.SYSTEM_MESSAGE:
         return f"ws_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
-    return f"{dialect.value}_{secrets.token_hex(8)}"
+    return f"{connection_mode(dialect)}_{secrets.token_hex(8)}"
 
 
 def connection_established(

@@ -22,7 +22,14 @@ from strangler.reference.app_state import (
     record_handshake,
 )
 from strangler.reference.credentials import find_credential
-from strangler.reference.dialects import AUTH_STYLE, GREETING, NESTING, AuthStyle, Dialect
+from strangler.reference.dialects import (
+    AUTH_STYLE,
+    GREETING,
+    NESTING,
+    AuthStyle,
+    Dialect,
+    Greeting,
+)
 from strangler.reference.jwt_auth import AuthError, verify_jwt
 from strangler.reference.session import Session, truncate_reason
 from strangler.reference.settings import BackendSettings
@@ -103,9 +110,10 @@ async def serve_websocket(
     *,
     mode: str | None = None,
     auth: AuthStyle | None = None,
+    greeting: Greeting | None = None,
 ) -> web.StreamResponse:
     """Run a WebSocket route of ``dialect`` (``mode`` overrides the greeting's mode,
-    ``auth`` the dialect's auth style)."""
+    ``auth`` the dialect's auth style, ``greeting`` the dialect's greeting shape)."""
     record_handshake(request)
     delay = request.app[SETTINGS].handshake_delay
     if delay > 0:
@@ -150,7 +158,8 @@ async def serve_websocket(
         if failure is not None:
             await _reject_after_accept(ws, style, failure)
             return ws
-        await _serve_accepted(request, ws, dialect, mode=mode, user_id=user_id)
+        shape = GREETING[dialect] if greeting is None else greeting
+        await _serve_accepted(request, ws, dialect, shape, mode=mode, user_id=user_id)
     finally:
         sockets.discard(ws)
     return ws
@@ -175,11 +184,12 @@ async def _serve_accepted(
     request: web.Request,
     ws: web.WebSocketResponse,
     dialect: Dialect,
+    shape: Greeting,
     *,
     mode: str | None,
     user_id: str,
 ) -> None:
-    connection_id = envelopes.new_connection_id(dialect)
+    connection_id = envelopes.new_connection_id(dialect, shape)
     session = Session(
         ws,
         nesting=NESTING[dialect],
@@ -189,7 +199,7 @@ async def _serve_accepted(
         transport=request.transport,
     )
     first = envelopes.greeting(
-        GREETING[dialect],
+        shape,
         dialect=dialect,
         user_id=user_id,
         connection_id=connection_id,

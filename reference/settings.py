@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from strangler.reference.dialects import Greeting
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,10 @@ class BackendSettings:
     # text contains `divergence_keyword` (every turn when the keyword is empty).
     divergence: str | None = None
     divergence_keyword: str = ""
+    # The legacy backend's greeting per WebSocket path as registered (``/websocket``,
+    # ``/ws/{user_id}``, ...), for deployments whose routes greeted in the other
+    # generation; a path not named keeps its dialect's (dialects.GREETING).
+    greetings: Mapping[str, Greeting] = field(default_factory=dict)
 
     def server_id_or(self, default: str) -> str:
         """The configured instance identity, or the backend's own name."""

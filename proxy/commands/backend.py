@@ -15,7 +15,8 @@ import signal
 
 from aiohttp import web
 
-from strangler.reference.legacy_backend import build_legacy_app
+from strangler.reference.dialects import Greeting
+from strangler.reference.legacy_backend import WEBSOCKET_PATHS, build_legacy_app
 from strangler.reference.settings import BackendSettings
 from strangler.reference.unified_backend import build_unified_app
 
@@ -49,6 +50,14 @@ def add_backend_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--unified-path", default="/v1/ws", help="the unified router's WebSocket path"
     )
     backend.add_argument("--server-id", default="", help="name sent as server_id in frames")
+    backend.add_argument(
+        "--greeting",
+        action="append",
+        default=[],
+        metavar="PATH=SHAPE",
+        help="legacy only, repeatable: the first frame PATH sends, connection_established "
+        "or system_message (e.g. /websocket=connection_established); default: its dialect's",
+    )
     backend.set_defaults(func=run)
 
 
@@ -57,13 +66,34 @@ def settings_from(args: argparse.Namespace) -> BackendSettings | str:
     secret = os.environ.get(args.secret_env)
     if not secret:
         return f"the environment variable {args.secret_env} (--secret-env) is not set"
+    greetings = greetings_from(args.greeting)
+    if isinstance(greetings, str):
+        return greetings
+    if greetings and args.kind != "legacy":
+        return "--greeting applies to the legacy backend; the unified router's is canonical"
     return BackendSettings(
         jwt_secret=secret,
         issuer=args.issuer or None,
         audience=args.audience or None,
         unified_path=args.unified_path,
         server_id=args.server_id,
+        greetings=greetings,
     )
+
+
+def greetings_from(values: list[str]) -> dict[str, Greeting] | str:
+    """`--greeting PATH=SHAPE` values as a path-to-greeting map, or what is wrong."""
+    greetings: dict[str, Greeting] = {}
+    shapes = [shape.value for shape in Greeting]
+    for value in values:
+        path, _, shape = value.partition("=")
+        if path not in WEBSOCKET_PATHS:
+            paths = ", ".join(WEBSOCKET_PATHS)
+            return f"--greeting {value!r}: no WebSocket path {path!r} (one of {paths})"
+        if shape not in shapes:
+            return f"--greeting {value!r}: unknown greeting {shape!r} (one of {', '.join(shapes)})"
+        greetings[path] = Greeting(shape)
+    return greetings
 
 
 def run(args: argparse.Namespace) -> int:

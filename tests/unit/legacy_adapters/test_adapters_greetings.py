@@ -183,8 +183,8 @@ def test_an_unconfigured_main_route_to_the_router_stays_untranslated() -> None:
             assert needs_translation(dialect, "unified", shape)
     # The legacy backend speaks each route's configured greeting itself.
     for dialect in DIALECTS:
-        for shape in (None, *SHAPES):
-            assert not needs_translation(dialect, "legacy", shape)
+        for configured in (None, *SHAPES):
+            assert not needs_translation(dialect, "legacy", configured)
 
 
 def test_a_system_message_route_on_the_main_dialect_reports_the_anonymous_user() -> None:
