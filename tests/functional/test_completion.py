@@ -70,11 +70,18 @@ def test_commands_complete_at_the_top(script: Path) -> None:
         "demo",
         "client",
         "backend",
+        "conformance",
         "flags",
         "completion",
     ]
     assert complete(script, "fl") == ["flags"]
-    assert complete(script, "c") == ["check-config", "config-schema", "client", "completion"]
+    assert complete(script, "c") == [
+        "check-config",
+        "config-schema",
+        "client",
+        "conformance",
+        "completion",
+    ]
 
 
 def test_subcommands_complete_under_their_command(script: Path) -> None:
