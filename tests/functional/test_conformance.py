@@ -130,11 +130,21 @@ async def test_every_frame_of_a_reference_session_is_a_contract_event(serve: Ser
         async with session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}) as ws:
             for text in sends:
                 await ws.send_str(text)
-            # Six turns, two pongs, three acks, three errors, then an idle heartbeat.
-            while not any(frame["type"] == "heartbeat" for frame in received):
-                msg = await ws.receive(timeout=5)
+            # Six turns (one failing), two pongs, three acks, three errors, then (idle) a
+            # heartbeat: read until each has come, in whatever order the router sent them.
+            owed = {"turn_end": 6, "pong": 2, "ack": 3, "error": 3, "heartbeat": 1}
+            while any(count > 0 for count in owed.values()):
+                msg = await ws.receive(timeout=10)
                 assert msg.type is aiohttp.WSMsgType.TEXT
-                received.append(json.loads(msg.data))
+                frame = json.loads(msg.data)
+                received.append(frame)
+                kind = (
+                    "turn_end"
+                    if frame["type"] in ("agent_completed", "agent_error")
+                    else frame["type"]
+                )
+                if kind in owed:
+                    owed[kind] -= 1
         async with session.ws_connect(url, headers={"X-Strangler-Route": "main"}) as ws:
             msg = await ws.receive(timeout=5)
             received.append(json.loads(msg.data))
