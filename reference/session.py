@@ -153,7 +153,8 @@ class Session:
         elif msg_type == "flood":
             await self._flood_on_request(_payload(message))
         elif msg_type == "ping":
-            stamp = message.get("timestamp", _payload(message).get("timestamp"))
+            # Top-level fields join the payload and the payload's own keys win (PROTOCOL.md 2).
+            stamp = _payload(message).get("timestamp", message.get("timestamp"))
             await self.send_json(envelopes.pong(stamp))
         elif msg_type in _SILENT_TYPES:
             pass

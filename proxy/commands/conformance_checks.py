@@ -267,6 +267,8 @@ PING_FRAMES: Final[Mapping[str, Mapping[str, Any]]] = {
     "payload-timestamp": {"type": "ping", "payload": {"timestamp": STAMP}},
     "top-level-timestamp": {"type": "ping", "timestamp": STAMP},
     "no-timestamp": {"type": "ping"},
+    # Top-level fields join the payload and the payload's own keys win (PROTOCOL.md 2).
+    "both-timestamps": {"type": "ping", "timestamp": STAMP + 1, "payload": {"timestamp": STAMP}},
 }
 # Frames that are not a JSON object with a string type, and the error message each gets.
 INVALID_FRAMES: Final[Mapping[str, tuple[str, str]]] = {
@@ -311,7 +313,7 @@ def ping(name: str) -> Run:
             await greeted(conn, shake, router.user)
             await conn.send(frame)
             pong = await conn.expect("pong")
-            stamp = frame.get("timestamp", frame.get("payload", {}).get("timestamp"))
+            stamp = frame.get("payload", {}).get("timestamp", frame.get("timestamp"))
             if stamp is not None:
                 echo_problem(pong, stamp)
             elif not isinstance(pong["data"]["timestamp"], int | float):
