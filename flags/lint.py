@@ -24,6 +24,7 @@ from strangler.flags.load import check_document
 from strangler.flags.schema import (
     BEFORE_KEYS,
     CONDITION_KEYS,
+    DRAIN_KEYS,
     FLAG_KEYS,
     GUARD_KEYS,
     MODES,
@@ -47,7 +48,7 @@ _SCHEMA_WORDS = frozenset(
         *GUARD_KEYS,
         *MODES,
         "drain",
-        "rate",
+        *DRAIN_KEYS,
     )
 )
 # Mappings whose keys are names the file defines (flag keys, segment names).

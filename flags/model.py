@@ -196,6 +196,11 @@ WATCHED = (MISMATCH_RATIO, UNIFIED_ERROR_RATIO)
 """What a guard watches: the ratio behind each of its limits (the ``guard`` label of the
 guard metrics; the proxy's guards count observations under these names)."""
 
+GUARD_SOURCES = ("local", "fleet", "both")
+"""Whose observations a guard judges: this process's own (``local``), every replica's
+as Prometheus sums them (``fleet``; the local guard judges only while Prometheus cannot
+be asked), or either of the two (``both``: the local guard stays the fast breaker)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Guard:
@@ -209,8 +214,12 @@ class Guard:
     max_unified_error_ratio: float | None = None
     window: float = 300.0
     min_samples: int = 100
+    source: str = "local"
+    """One of GUARD_SOURCES: whose observations are judged."""
 
     def __post_init__(self) -> None:
+        if self.source not in GUARD_SOURCES:
+            raise ValueError(f"guard source must be one of {', '.join(GUARD_SOURCES)}")
         ratios = (self.max_mismatch_ratio, self.max_unified_error_ratio)
         if all(r is None for r in ratios):
             raise ValueError("a guard needs at least one ratio")
@@ -244,7 +253,12 @@ class Flag:
     """Unix time from which this definition applies; before it, ``before`` (or no flag)."""
     before: Before | None = None
     drain_rate: float | None = None
-    """Open connections to close per second after a change moves them; None: keep them."""
+    """Open connections to close per second after a change moves them; None: keep them.
+    Per replica (per process); with ``drain_fleet_rate`` it is the fallback rate when the
+    number of replicas cannot be known."""
+    drain_fleet_rate: float | None = None
+    """Open connections to close per second across every replica: each closes its share
+    (proxy/release/fleet.py, ``per_replica_rate``)."""
     guard: Guard | None = None
     thresholds: tuple[int, int, int] = field(init=False, repr=False, compare=False)
     """Cumulative upper bounds (exclusive) of the unified, live and shadow bucket ranges."""
@@ -265,6 +279,10 @@ class Flag:
             math.isfinite(self.drain_rate) and self.drain_rate > 0
         ):
             raise ValueError(f"flag {self.key!r}: drain rate must be positive")
+        if self.drain_fleet_rate is not None and not (
+            math.isfinite(self.drain_fleet_rate) and self.drain_fleet_rate > 0
+        ):
+            raise ValueError(f"flag {self.key!r}: drain fleet rate must be positive")
         # Frozen dataclass: derived fields are set once here, through object.__setattr__.
         object.__setattr__(self, "targets", MappingProxyType(dict(self.targets)))
         object.__setattr__(self, "rollout", MappingProxyType(rollout))

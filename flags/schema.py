@@ -39,11 +39,18 @@ Schema::
         before: {default: shadow, anonymous: legacy}  # optional, needs effective_at
         on_change: {drain: {rate: 50}}  # optional: keep (default) leaves open connections
                                 #   alone; drain closes moved ones, at most rate per second
+                                #   per replica (each proxy process drains on its own), or
+                                #   {drain: {fleet_rate: 150}}: per second across every
+                                #   replica, each taking fleet_rate / replicas (Prometheus
+                                #   counts them; a rate beside it is the fallback)
         guard:                  # optional: limits the proxy watches (it decides what to do)
           max_mismatch_ratio: 0.05      # 0..1; at least one of the two ratios
           max_unified_error_ratio: 0.02 # 0..1
           window: 300           #   seconds (default 300)
           min_samples: 100      #   turns needed before judging (default 100)
+          source: local         #   whose observations: local (default, this process),
+                                #   fleet (every replica, from Prometheus; the local guard
+                                #   judges while Prometheus is out of reach), or both
 
 Modes are ``legacy``, ``shadow``, ``live`` and ``unified``. Users are placed by a
 deterministic bucket (see ``flags.bucketing``); ranges are laid out from bucket 0 in the
@@ -89,7 +96,14 @@ RULE_KEYS = ("name", "when", "segment", "mode", "rollout")
 OPERATORS = tuple(op.value for op in Operator)
 CONDITION_KEYS = ("claim", *OPERATORS)
 BEFORE_KEYS = ("default", "anonymous")
-GUARD_KEYS = ("max_mismatch_ratio", "max_unified_error_ratio", "window", "min_samples")
+GUARD_KEYS = (
+    "max_mismatch_ratio",
+    "max_unified_error_ratio",
+    "window",
+    "min_samples",
+    "source",
+)
+DRAIN_KEYS = ("rate", "fleet_rate")
 NAME = re.compile(r"[a-z0-9_.-]+")
 """Flag keys, segment names and rule names."""
 MODES = tuple(mode.value for mode in Mode)

@@ -13,10 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 from strangler.flags.instants import format_instant, parse_instant, unix_time
-from strangler.flags.model import BASIS_POINTS, Before, Flag, FlagSet, Guard, Mode, Segment
+from strangler.flags.model import (
+    BASIS_POINTS,
+    GUARD_SOURCES,
+    Before,
+    Flag,
+    FlagSet,
+    Guard,
+    Mode,
+    Segment,
+)
 from strangler.flags.report import kind, name_list
 from strangler.flags.schema import (
     BEFORE_KEYS,
+    DRAIN_KEYS,
     FLAG_KEYS,
     GUARD_KEYS,
     MODES,
@@ -122,7 +132,9 @@ class Validator(RuleChecks):
         before = None
         if "before" in body:
             before = self._try(self._before, body, at)
-        drain_rate = self._try(self._on_change, body.get("on_change", "keep"), at)
+        drain_rate, drain_fleet_rate = self._try(
+            self._on_change, body.get("on_change", "keep"), at
+        ) or (None, None)
         guard = None
         if "guard" in body:
             guard = self._try(self._guard, body["guard"], f"{at}.guard")
@@ -140,6 +152,7 @@ class Validator(RuleChecks):
             effective_at=effective_at,
             before=before,
             drain_rate=drain_rate,
+            drain_fleet_rate=drain_fleet_rate,
             guard=guard,
         )
 
@@ -299,11 +312,15 @@ class Validator(RuleChecks):
             anonymous=self._mode(raw.get("anonymous", "legacy"), f"{at}.anonymous"),
         )
 
-    def _on_change(self, raw: Any, at: str) -> float | None:
+    def _on_change(self, raw: Any, at: str) -> tuple[float | None, float | None]:
+        """(per-replica rate, fleet-wide rate); (None, None) for keep."""
         at = f"{at}.on_change"
-        usage = "on_change is 'keep' or {drain: {rate: <connections per second>}}"
+        usage = (
+            "on_change is 'keep', {drain: {rate: <connections per second per replica>}} "
+            "or {drain: {fleet_rate: <connections per second across the fleet>}}"
+        )
         if raw == "keep":
-            return None
+            return None, None
         if not isinstance(raw, dict):
             self._fail(at, f"{usage}, not {kind(raw) if not isinstance(raw, str) else repr(raw)}.")
         self._reject_unknown_keys(raw, ("drain",), at)
@@ -312,10 +329,21 @@ class Validator(RuleChecks):
         drain = raw["drain"]
         if not isinstance(drain, dict):
             self._fail(f"{at}.drain", f"must be a mapping such as {{rate: 50}}, not {kind(drain)}.")
-        self._reject_unknown_keys(drain, ("rate",), f"{at}.drain")
-        if "rate" not in drain:
-            self._fail(f"{at}.drain.rate", "is required: connections closed per second, at most.")
-        return self._positive(drain["rate"], f"{at}.drain.rate", "connections per second")
+        self._reject_unknown_keys(drain, DRAIN_KEYS, f"{at}.drain")
+        if "rate" not in drain and "fleet_rate" not in drain:
+            self._fail(
+                f"{at}.drain.rate",
+                "is required: connections closed per second, at most, by each replica "
+                "(or fleet_rate: across every replica).",
+            )
+        rate = fleet_rate = None
+        if "rate" in drain:
+            rate = self._positive(drain["rate"], f"{at}.drain.rate", "connections per second")
+        if "fleet_rate" in drain:
+            fleet_rate = self._positive(
+                drain["fleet_rate"], f"{at}.drain.fleet_rate", "connections per second"
+            )
+        return rate, fleet_rate
 
     def _guard(self, raw: Any, at: str) -> Guard:
         if not isinstance(raw, dict):
@@ -344,4 +372,12 @@ class Validator(RuleChecks):
                 f"must be a whole number, 1 or more, not {kind(min_samples)}"
                 + (f" {min_samples}." if isinstance(min_samples, int) else "."),
             )
-        return Guard(mismatch, unified_error, window, min_samples)
+        source = raw.get("source", "local")
+        if source not in GUARD_SOURCES:
+            self._fail(
+                f"{at}.source",
+                f"must be one of {', '.join(GUARD_SOURCES)}, not "
+                + (repr(source) if isinstance(source, str) else kind(source))
+                + ".",
+            )
+        return Guard(mismatch, unified_error, window, min_samples, source)

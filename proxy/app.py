@@ -37,6 +37,7 @@ from strangler.proxy.edge.upgrade import (
 from strangler.proxy.relay import passthrough
 from strangler.proxy.relay.connections import OpenConnections
 from strangler.proxy.release.control import ReleaseControl
+from strangler.proxy.release.fleet_watch import FleetWatch
 from strangler.proxy.release.guards import Guards
 from strangler.proxy.release.plan import Plan
 from strangler.proxy.serving.backends import Backends
@@ -67,7 +68,14 @@ class Proxy:
             self.connections,
             self.spawn,
             redeems_tickets=config.unified.redeems_tickets,
+            replicas_hint=config.fleet.replicas,
         )
+        # Fleet-wide guards and drain rates, from the Prometheus that scrapes every replica.
+        self.fleet = (
+            FleetWatch(config.fleet, self.release, metrics) if config.fleet.prometheus_url else None
+        )
+        if self.fleet is not None:
+            self.release.replicas = self.fleet.replicas
         self.backends = Backends(config, metrics, self.release.observe)
         self.admission = Admission(config, metrics, self.backends.http)
         self.serving = Serving(
@@ -77,6 +85,8 @@ class Proxy:
     async def start(self) -> None:
         self.connections.start()
         self.backends.start()
+        if self.fleet is not None:
+            self.spawn(self.fleet.run())
 
     async def stop(self) -> None:
         await self.connections.stop()

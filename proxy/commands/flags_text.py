@@ -51,9 +51,11 @@ def _policy(candidate: FlagSet | None, route: str) -> str:
     if candidate is None:
         return "?"
     flag = candidate.by_route.get(route)
+    if flag is not None and flag.drain_fleet_rate is not None:
+        return f"drain (closed 1012, at most {flag.drain_fleet_rate:g}/s across the fleet)"
     if flag is None or flag.drain_rate is None:
         return "keep (finish in their mode)"
-    return f"drain (closed 1012, at most {flag.drain_rate:g}/s)"
+    return f"drain (closed 1012, at most {flag.drain_rate:g}/s per replica)"
 
 
 def _shares(percents: dict[str, float] | None) -> str:

@@ -171,4 +171,5 @@ def _config(doc: Document, source: str, base: Path) -> Config:
         admin_token=doc.admin_auth.token,
         admin_allowed_hosts=tuple(doc.admin_trust.allowed_hosts),
         logging=doc.logging,
+        fleet=doc.fleet,
     )

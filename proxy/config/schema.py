@@ -43,6 +43,7 @@ from strangler.proxy.config.settings import (
     CloseCode,
     Count,
     Dialect,
+    FleetSettings,
     LimitSettings,
     LoggingSettings,
     RelaySettings,
@@ -382,6 +383,7 @@ class Document(Section):
     admin_auth: AdminAuth = section()
     admin_trust: AdminTrust = section()
     logging: LoggingSettings = section()
+    fleet: FleetSettings = section()
 
 
 def json_schema() -> dict[str, Any]:

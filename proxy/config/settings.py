@@ -188,6 +188,27 @@ class TicketSettings:
     timeout: Seconds = setting(2.0, "Seconds to wait for an answer.")
 
 
+@runtime
+class FleetSettings:
+    """The Prometheus that scrapes every replica: fleet-wide guards and drain rates."""
+
+    prometheus_url: Annotated[StrictStr, AfterValidator(_http_url)] | None = setting(
+        None,
+        "http(s) URL of the Prometheus scraping every replica; none: guards with "
+        "source fleet judge locally, fleet drain rates use `replicas`.",
+    )
+    selector: StrictStr = setting(
+        'job="strangler"',
+        "PromQL label matchers that pick this fleet's proxies, e.g. "
+        'namespace="chat", job="chat/strangler".',
+    )
+    poll_interval: Seconds = setting(15.0, "Seconds between looks at the fleet's guards.")
+    timeout: Seconds = setting(5.0, "Seconds a query may take; longer counts as unreachable.")
+    replicas: Count | None = setting(
+        None, "Replica count a fleet drain rate is divided by when Prometheus cannot say."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ShadowSettings:
     """The compared secondary of `shadow` and `live` connections."""
@@ -233,6 +254,7 @@ class Config:
     admin_token: str | None = None  # a bearer token the admin port requires, if set
     admin_allowed_hosts: tuple[str, ...] = ()  # more Host names the admin port answers
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
 
     @property
     def route_names(self) -> frozenset[str]:

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,8 @@ from strangler.flags.watch import FlagWatcher, ReloadResult
 from strangler.proxy.config import Route
 from strangler.proxy.edge.identity import Identity
 from strangler.proxy.relay.connections import Connection, OpenConnections
-from strangler.proxy.release.guards import Guards, Trip
+from strangler.proxy.release.fleet import Evidence, Verdict, per_replica_rate, verdict
+from strangler.proxy.release.guards import FleetCheck, Guards, Trip
 from strangler.proxy.release.plan import OpenConnection, Plan, audit_changes, plan, rollout_shares
 from strangler.proxy.telemetry.metrics import Metrics, Tally
 
@@ -64,10 +65,18 @@ class ReleaseControl:
     redeems_tickets: bool = False
     """Whether the unified router redeems tickets (`backends.unified.redeems_tickets`)."""
     guards: Guards = field(default_factory=Guards)
+    replicas: Callable[[], Awaitable[int | None]] | None = None
+    """Asks Prometheus how many replicas the fleet has (a fleet drain rate is shared)."""
+    replicas_hint: int | None = None
+    """`fleet.replicas`: the count to divide by when Prometheus cannot say."""
+    fleet_up: bool = False
+    """Whether the fleet guard's last look at Prometheus succeeded (proxy/release/
+    fleet_watch.py sets it); while False, `fleet` guards judge locally."""
     audit: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
     _active_flags: FlagSet = field(init=False)
     _started: bool = field(default=False, init=False)
     _evaluation_tallies: dict[tuple[Any, ...], Tally] = field(default_factory=dict)
+    _observation_tallies: dict[tuple[str, str, bool], Tally] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._active_flags = self.flags.current
@@ -167,20 +176,36 @@ class ReleaseControl:
 
     def observe(self, flag: str | None, watched: str, bad: bool) -> None:
         """One observation for a flag's guard; trips it when the budget is spent."""
-        trip = self.guards.observe(flag, watched, bad, time.time())
+        if flag is None:
+            return
+        tally = self._observation_tallies.get((flag, watched, bad))
+        if tally is not None:  # a guarded flag: the fleet guard sums these
+            tally.add()
+        trip = self.guards.observe(flag, watched, bad, time.time(), self.fleet_up)
         if trip is not None:
             self._tripped(trip)
+
+    def fleet_verdict(self, check: FleetCheck, seen: Evidence | None, digest: str) -> Verdict:
+        """The fleet's evidence for one guarded ratio, read under the file `digest`: trips
+        the guard when over the limit; inconclusive evidence changes nothing."""
+        found = verdict(check.limit, check.min_samples, seen)
+        if found is Verdict.TRIP and seen is not None:
+            trip = self.guards.fleet_trip(check, seen.total, seen.bad, digest, time.time())
+            if trip is not None:
+                self._tripped(trip)
+        return found
 
     def _tripped(self, trip: Trip) -> None:
         """Hold the flag on legacy: record it, then move its connections per its policy."""
         self.metrics.guard_tripped.labels(trip.flag).set(1)
         self.metrics.guard_trips.labels(trip.flag, trip.watched).inc()
         log.warning(
-            "guard tripped: flag %s %s %.3f over %d samples (limit %g); holding it on legacy",
+            "guard tripped: flag %s %s %.3f over %d %s samples (limit %g); holding it on legacy",
             trip.flag,
             trip.watched,
             trip.ratio,
             trip.samples,
+            "fleet-wide" if trip.source == "fleet" else "local",
             trip.limit,
         )
         current = self.flags.current
@@ -195,6 +220,7 @@ class ReleaseControl:
                 "ratio": round(trip.ratio, 4),
                 "limit": trip.limit,
                 "samples": trip.samples,
+                "source": trip.source,
                 "changes": [],
                 "error": None,
             }
@@ -213,6 +239,11 @@ class ReleaseControl:
             self.metrics.guard_tripped.labels(key).set(int(self.guards.tripped(key)))
             for watched in WATCHED:
                 self.metrics.guard_trips.labels(key, watched)
+                # At zero from the start: `increase` cannot see a counter's first value.
+                for bad in (False, True):
+                    self._observation_tallies[(key, watched, bad)] = self.metrics.tally(
+                        self.metrics.guard_observations, key, watched, "bad" if bad else "ok"
+                    )
 
     def refresh_drift(self) -> None:
         """Mark open connections whose mode the flags in force no longer give them."""
@@ -253,21 +284,31 @@ class ReleaseControl:
 
     def _drain_moved(self, flag: Flag) -> None:
         """Under the flag's drain policy, close its drifted connections (keep: nothing)."""
-        rate = flag.drain_rate
-        if not rate:
+        if not flag.drain_rate and not flag.drain_fleet_rate:
             return
         routes = set(flag.routes)
         moved = [c for c in self.connections if c.drifted and c.route.name in routes]
         if moved:
-            log.info("flag %s: draining %d connections at %g/s", flag.key, len(moved), rate)
-            self.spawn(self._drain(moved, rate))
+            self.spawn(self._drain(flag, moved))
 
-    async def _drain(self, moved: list[Connection], rate: float) -> None:
+    async def _drain(self, flag: Flag, moved: list[Connection]) -> None:
         """Close moved connections with 1012 so clients reconnect into their new mode, at
-        most `rate` per second, with jitter so a rollback is no reconnect storm.
+        most the flag's rate per second, with jitter so a rollback is no reconnect storm.
 
+        A fleet rate is shared: the replica count is asked of Prometheus now, at drain
+        time (proxy/release/fleet.py, `per_replica_rate`, says what stands in for it).
         Each gap is 1 to 1.5 times 1/rate: never faster than the rate, and replicas that
         drain together do not close in lockstep."""
+        seen = None
+        if flag.drain_fleet_rate is not None and self.replicas is not None:
+            seen = await self.replicas()
+        drain = per_replica_rate(flag.drain_fleet_rate, flag.drain_rate, seen, self.replicas_hint)
+        if drain is None:
+            return
+        rate = drain.per_replica
+        log.info(
+            "flag %s: draining %d connections at %g/s (%s)", flag.key, len(moved), rate, drain.basis
+        )
         for conn in moved:
             await asyncio.sleep(random.uniform(1.0, 1.5) / rate)
             if conn not in self.connections or not conn.drifted or conn.ending:

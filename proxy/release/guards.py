@@ -14,6 +14,11 @@ a sliding time window:
 No verdict is drawn from fewer than ``min_samples`` observations in the window, so one
 bad turn out of three cannot roll a release back. A tripped guard stays tripped until
 the flag file changes (a new digest): release managers decide when to try again.
+
+A guard's ``source`` says whose observations it judges: this process's (``local``),
+the fleet's as Prometheus sums them (``fleet``, proxy/release/fleet.py; the local
+window judges only while Prometheus cannot be asked), or both. The local window always
+counts, so the fallback has the recent past the moment the fleet guard goes down.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ class Trip:
     limit: float
     samples: int
     at: float  # the caller's clock (wall time in the proxy)
+    source: str = "local"  # whose observations: "local" (this process) or "fleet"
 
 
 @dataclass(slots=True)
@@ -97,7 +103,23 @@ def _limit(guard: Guard, watched: str) -> float | None:
     return guard.max_unified_error_ratio
 
 
-def exceeded(guard_limit: float, min_samples: int, total: int, bad: int) -> bool:
+def judges_locally(source: str, fleet_up: bool) -> bool:
+    """Whether the local window may trip a guard of this ``source`` now."""
+    return source != "fleet" or not fleet_up
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCheck:
+    """One ratio a fleet guard watches: what to ask Prometheus and how to judge it."""
+
+    flag: str
+    watched: str
+    limit: float
+    min_samples: int
+    window: float
+
+
+def exceeded(guard_limit: float, min_samples: int, total: float, bad: float) -> bool:
     """The trip rule: enough samples, and a bad ratio strictly above the limit."""
     return total >= min_samples and bad > guard_limit * total
 
@@ -133,8 +155,11 @@ class Guards:
         }
         return cleared
 
-    def observe(self, flag: str | None, watched: str, bad: bool, now: float) -> Trip | None:
-        """Record one observation; returns the Trip if this observation tripped the guard."""
+    def observe(
+        self, flag: str | None, watched: str, bad: bool, now: float, fleet_up: bool = False
+    ) -> Trip | None:
+        """Record one observation; returns the Trip if this observation tripped the guard
+        (`fleet_up`: the fleet guard answers, so a `fleet` guard does not judge locally)."""
         if flag is None:
             return None
         state = self._states.get(flag)
@@ -148,7 +173,33 @@ class Guards:
         assert limit is not None
         if not bad or not exceeded(limit, state.guard.min_samples, window.total, window.bad):
             return None
+        if not judges_locally(state.guard.source, fleet_up):
+            return None
         state.trip = Trip(flag, watched, window.bad / window.total, limit, window.total, now)
+        return state.trip
+
+    def fleet_checks(self) -> list[FleetCheck]:
+        """The ratios the fleet guard asks Prometheus about, for the file in force."""
+        return [
+            FleetCheck(key, watched, limit, state.guard.min_samples, state.guard.window)
+            for key, state in self._states.items()
+            if state.guard.source != "local"
+            for watched in state.windows
+            if (limit := state.limit(watched)) is not None
+        ]
+
+    def fleet_trip(
+        self, check: FleetCheck, samples: float, bad: float, digest: str, now: float
+    ) -> Trip | None:
+        """A fleet-wide verdict over the limit for `check`, made under the file `digest`:
+        the Trip, unless that file is no longer in force or the guard already holds."""
+        state = self._states.get(check.flag)
+        if digest != self._digest or state is None or state.trip is not None:
+            return None
+        ratio = bad / samples if samples else 0.0
+        state.trip = Trip(
+            check.flag, check.watched, ratio, check.limit, round(samples), now, "fleet"
+        )
         return state.trip
 
     def holds(self, flagset: FlagSet, flag: str | None) -> bool:
@@ -184,6 +235,7 @@ class Guards:
                 "tripped": trip is not None,
                 "window_seconds": state.guard.window,
                 "min_samples": state.guard.min_samples,
+                "source": state.guard.source,
                 "watching": watching,
                 "trip": None
                 if trip is None
@@ -193,6 +245,7 @@ class Guards:
                     "limit": trip.limit,
                     "samples": trip.samples,
                     "at": trip.at,
+                    "source": trip.source,
                 },
             }
         return out

@@ -3,7 +3,14 @@
 Pure code: no sockets, no asyncio, no clock. The relay feeds it the client's requests
 and both backends' canonical events together with the time it saw them, and gets back
 one `Verdict` per turn, in turn order, each exactly once. The turn's events themselves
-are compared by `compare_events` (proxy/shadow/compare.py).
+are compared by `judge_events` (proxy/shadow/compare.py).
+
+How a stream is cut: each side's events go to the oldest turn that side has not ended.
+A side opens a turn with its first compared event and ends it with agent_completed or
+agent_error. A turn end that arrives while no turn is open on that side (a duplicate, a
+late repeat) ends nothing: it belongs to the turn that side ended last, and counts there
+if that turn is still unreported, so one stray end never shifts the pairing of the turns
+after it (alignment resynchronises at every turn boundary).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings
-from strangler.proxy.shadow.compare import TURN_END, compare_events, event_type
+from strangler.proxy.shadow.compare import TURN_END, event_type, judge_events
 from strangler.proxy.shadow.verdict import Category, Difference, Outcome, Side, Verdict
 
 TURN_TYPES = frozenset({"start_agent", "user_message", "agent_request"})
@@ -59,6 +66,7 @@ class Comparator:
         "_cursor",
         "_failed",
         "_next",
+        "_open",
         "_primary",
         "_secondary",
         "_settings",
@@ -74,6 +82,8 @@ class Comparator:
         # Per side, the index of the oldest turn that side has not finished. It keeps
         # counting through turns already reported so late events never leak forward.
         self._cursor = {Side.LEGACY: 0, Side.UNIFIED: 0}
+        # Per side, whether its turn at the cursor has begun (a compared event came).
+        self._open = {Side.LEGACY: False, Side.UNIFIED: False}
         self._failed = False
         self._closed = False
 
@@ -101,6 +111,8 @@ class Comparator:
         if kind in NOT_COMPARED or (self._failed and side == self._secondary):
             return self._drain(now)
         index = self._cursor[side]
+        if kind in TURN_END and not self._open[side]:
+            return self._stray_end(side, index, event, now)
         if index >= self._next:
             return self._drain(now)  # no request is open on that side: nothing to align
         turn = self._find(index)
@@ -117,6 +129,26 @@ class Comparator:
                 track.end = now
         if kind in TURN_END:
             self._cursor[side] = index + 1
+            self._open[side] = False
+        else:
+            self._open[side] = True
+        return self._drain(now)
+
+    def _stray_end(
+        self, side: Side, index: int, event: Mapping[str, Any], now: float
+    ) -> list[Verdict]:
+        # Every turn opens with agent_started (docs/PROTOCOL.md): an end with nothing
+        # before it is a repeat of the end of the turn this side finished last. Counted
+        # there while that turn waits for its verdict, dropped once it has one; either
+        # way the next turn stays paired with its own request.
+        turn = self._find(index - 1) if index > 0 else None
+        if turn is not None:
+            track = self._track(turn, side)
+            if track.keep:
+                if len(track.events) < self._settings.max_events_per_turn:
+                    track.events.append(event)
+                else:
+                    track.cut += 1
         return self._drain(now)
 
     def secondary_failed(self, reason: str, now: float) -> list[Verdict]:
@@ -210,11 +242,12 @@ class Comparator:
         if secondary.end > deadline:
             # Late is late, however often the relay polls.
             return self._verdict(turn, Outcome.SHADOW_TIMEOUT)
-        differences = self._cut_differences(turn) or compare_events(
-            turn.legacy.events, turn.unified.events, settings
-        )
-        outcome = Outcome.MISMATCH if differences else Outcome.MATCH
-        return self._verdict(turn, outcome, differences)
+        cut = self._cut_differences(turn)
+        if cut:
+            return self._verdict(turn, Outcome.MISMATCH, cut)
+        judged = judge_events(turn.legacy.events, turn.unified.events, settings)
+        outcome = Outcome.MISMATCH if judged.differences else Outcome.MATCH
+        return self._verdict(turn, outcome, judged.differences, judged.noise)
 
     def _cut_differences(self, turn: _Turn) -> tuple[Difference, ...]:
         # A cut turn cannot be compared faithfully: report the cut, not its side effects.
@@ -226,7 +259,11 @@ class Comparator:
         )
 
     def _verdict(
-        self, turn: _Turn, outcome: Outcome, differences: tuple[Difference, ...] = ()
+        self,
+        turn: _Turn,
+        outcome: Outcome,
+        differences: tuple[Difference, ...] = (),
+        noise: tuple[tuple[str, str], ...] = (),
     ) -> Verdict:
         legacy, unified = turn.legacy, turn.unified
         return Verdict(
@@ -243,4 +280,5 @@ class Comparator:
             # Transcripts explain a non-match; a match needs none, so none are kept.
             legacy_events=() if outcome is Outcome.MATCH else tuple(legacy.events),
             unified_events=() if outcome is Outcome.MATCH else tuple(unified.events),
+            noise=noise,
         )

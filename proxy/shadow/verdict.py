@@ -8,7 +8,7 @@ tee, metrics and mismatch samples.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +48,13 @@ class Difference:
 
     category: Category
     detail: str
+    # A field's difference also says where and by which rule (proxy/shadow/policy.py);
+    # the built-in checks (events, order, tools, final status) leave both empty. Not
+    # part of equality: the category and detail are the difference, these explain it.
+    path: str = field(default="", compare=False)
+    """The differing field's dotted path inside the event (keys that may be data: ``*``)."""
+    rule: str = field(default="", compare=False)
+    """The rule that judged it, e.g. ``exact`` or ``numeric (rel 0.01, abs 0)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +80,6 @@ class Verdict:
     legacy_events: tuple[Mapping[str, Any], ...] = ()
     """The turn's events on each side, kept only when the outcome is not MATCH."""
     unified_events: tuple[Mapping[str, Any], ...] = ()
+    noise: tuple[tuple[str, str], ...] = ()
+    """(event type, path) of fields that differed within their rule (presence, ignore,
+    numeric within tolerance, unordered): what the policy tolerated, never values."""

@@ -85,14 +85,21 @@ BAD_INPUT = (
 # What a guard watches.
 GUARDS = WATCHED  # proxy/release/guards.py defines what a guard can watch
 
+# What one guard observation was (strangler_guard_observations_total): the fleet guard
+# sums these over every replica, so each replica's guard judges the same evidence.
+GUARD_RESULTS = ("ok", "bad")
+
 # Why a shadow/live connection ran without its secondary.
 SECONDARY_SKIPS = ("switched_off", "at_capacity")
 
-# How a secondary connection failed (its client never notices).
-SECONDARY_FAILURES = ("refused", "unavailable", "died", "protocol_error")
+# How a secondary connection failed (its client never notices); `overflow`: it sent
+# faster than it was compared, or read the client's copy slower than the client sent.
+SECONDARY_FAILURES = ("refused", "unavailable", "died", "protocol_error", "overflow")
 
-# The bounded queues whose overflow drops secondary data.
-SECONDARY_QUEUES = ("to_secondary", "compare")
+# The bounded queues whose overflow drops data: the client's copy to the secondary and
+# the secondary's frames (both that secondary's overflow), client and primary frames
+# waiting for the comparison (`compare`: the comparison fell behind the primary).
+SECONDARY_QUEUES = ("to_secondary", "from_secondary", "compare")
 
 # Why an admin listener refused a request (proxy/admin/trust.py): a Host it does not
 # answer to (421), a cross-site request that would change state (403).
@@ -324,6 +331,19 @@ class Metrics:
             "Times a guard tripped, by what it watches.",
             ["flag", "guard"],
             registry=r,
+        )
+        self.guard_observations = Counter(
+            "strangler_guard_observations",
+            "Observations a flag's guard judged, by what it watches and whether each was bad.",
+            ["flag", "guard", "result"],
+            registry=r,
+        )
+        self.fleet_guard_up = Gauge(
+            "strangler_fleet_guard_up",
+            "1 while the fleet guard's last look at Prometheus succeeded; 0 while it fails "
+            "(the local guards judge) or no fleet guard runs.",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         # -- bad input and the loop ------------------------------------------------------
         self.bad_input = Counter(

@@ -6,6 +6,7 @@ would get; the properties call `compare_events` directly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strangler.legacy_adapters.canonical import VOLATILE_FIELDS
-from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings
+from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings, FieldRule, RuleName
 from strangler.proxy.shadow.compare import TURN_END, compare_events
 from strangler.proxy.shadow.verdict import Category, Difference, Outcome, Side
 from tests.unit.proxy.shadow.playbook import (
@@ -162,11 +163,13 @@ def test_different_completed_status_is_final_status_with_both_values() -> None:
     )
 
 
-def test_configured_field_difference_names_type_and_path() -> None:
-    custom = CompareSettings(fields={"agent_completed": ("data.result.ok",)})
+def test_configured_rule_relaxes_one_field_only() -> None:
+    custom = CompareSettings(rules={"agent_completed": {"data.result.ok": "ignore"}})
     unified = [*golden()[:-1], completed(result={"ok": False})]
-    verdict = play_turn(golden(), unified, settings=custom)
-    assert verdict.differences == (Difference(Category.FIELD, "agent_completed.data.result.ok"),)
+    assert play_turn(golden(), unified, settings=custom).outcome is Outcome.MATCH
+    assert play_turn(golden(), unified).differences == (
+        Difference(Category.FIELD, "agent_completed.data.result.ok"),
+    )
 
 
 def test_default_agent_started_status_is_compared_by_value() -> None:
@@ -222,28 +225,26 @@ def test_control_frames_between_thinking_chunks_do_not_split_the_run() -> None:
 def test_from_mapping_reads_every_key() -> None:
     loaded = CompareSettings.from_mapping(
         {
-            "fields": {"tool_executing": ["tool_name"], "agent_completed": ["data.status"]},
-            "free_text": ["data.reasoning"],
+            "rules": {
+                "tool_completed": {"data.result.cost": {"rule": "numeric", "rel": 0.01}},
+                "*": {"data.result.items": "unordered"},
+            },
             "timeout_factor": 2,
             "timeout_floor": 0,
             "max_events_per_turn": 50,
         }
     )
-    assert dict(loaded.fields) == {
-        "tool_executing": ("tool_name",),
-        "agent_completed": ("data.status",),
+    assert {kind: dict(paths) for kind, paths in loaded.rules.items()} == {
+        "tool_completed": {"data.result.cost": FieldRule(RuleName.NUMERIC, rel=0.01)},
+        "*": {"data.result.items": FieldRule(RuleName.UNORDERED)},
     }
-    assert loaded.free_text == ("data.reasoning",)
     assert (loaded.timeout_factor, loaded.timeout_floor) == (2.0, 0.0)
     assert loaded.max_events_per_turn == 50
 
 
 def test_from_mapping_of_nothing_is_the_defaults() -> None:
     assert CompareSettings.from_mapping({}) == CompareSettings()
-    assert dict(DEFAULTS.fields) == {
-        "agent_started": ("data.status",),
-        "agent_completed": ("data.status",),
-    }
+    assert dict(DEFAULTS.rules) == {}
 
 
 @pytest.mark.parametrize(
@@ -259,31 +260,38 @@ def test_from_mapping_of_nothing_is_the_defaults() -> None:
         ({"timeout_floor": None}, "timeout_floor"),
         ({"max_events_per_turn": 0}, "max_events_per_turn"),
         ({"max_events_per_turn": 10.5}, "max_events_per_turn"),
-        ({"fields": ["data.status"]}, "fields"),
-        ({"fields": {"agent_completed": "data.status"}}, "fields.agent_completed"),
-        ({"fields": {"agent_completed": ["data..status"]}}, "fields.agent_completed[0]"),
-        ({"fields": {"agent_completed": [3]}}, "fields.agent_completed[0]"),
-        ({"fields": {"agent_completed": ["data.timestamp"]}}, "fields.agent_completed[0]"),
-        ({"fields": {"heartbeat": ["data.status"]}}, "fields.heartbeat"),
-        ({"free_text": "data.reasoning"}, "free_text"),
-        ({"free_text": ["data.reasoning", ""]}, "free_text[1]"),
+        ({"rules": ["data.status"]}, "rules"),
+        ({"rules": {"agent_completed": "data.status"}}, "rules.agent_completed"),
+        (
+            {"rules": {"agent_completed": {"data..status": "exact"}}},
+            "rules.agent_completed.data..status",
+        ),
+        (
+            {"rules": {"agent_completed": {"data.timestamp": "ignore"}}},
+            "rules.agent_completed.data.timestamp",
+        ),
+        ({"rules": {"heartbeat": {"data": "ignore"}}}, "rules.heartbeat"),
+        ({"rules": {"*": {"data.x": "fuzzy"}}}, "rules.*.data.x"),
+        ({"rules": {"*": {"data.x": {"rule": "exact", "rel": 0.1}}}}, "rules.*.data.x"),
+        ({"fields": {"agent_completed": ["data.status"]}}, "fields"),
+        ({"free_text": ["data.reasoning"]}, "free_text"),
     ],
 )
 def test_from_mapping_rejects_bad_values_naming_the_key(data: dict[str, Any], key: str) -> None:
-    with pytest.raises(ValueError, match=r"^" + key.replace("[", r"\[").replace("]", r"\]") + ": "):
+    with pytest.raises(ValueError, match=r"^" + re.escape(key) + ": "):
         CompareSettings.from_mapping(data)
 
 
 def test_from_mapping_rejects_a_non_mapping() -> None:
     with pytest.raises(ValueError, match="mapping"):
-        CompareSettings.from_mapping(["fields"])  # type: ignore[arg-type]
+        CompareSettings.from_mapping(["rules"])  # type: ignore[arg-type]
 
 
-def test_settings_copy_the_callers_fields() -> None:
-    fields = {"agent_completed": ["data.status"]}
-    custom = CompareSettings(fields=fields)  # type: ignore[arg-type]
-    fields["agent_completed"].append("data.result")
-    assert custom.fields["agent_completed"] == ("data.status",)
+def test_settings_copy_the_callers_rules() -> None:
+    rules = {"agent_completed": {"data.result": "ignore"}}
+    custom = CompareSettings(rules=rules)  # type: ignore[arg-type]
+    rules["agent_completed"]["data.other"] = "ignore"
+    assert dict(custom.rules["agent_completed"]) == {"data.result": FieldRule(RuleName.IGNORE)}
 
 
 # -- properties -----------------------------------------------------------------------

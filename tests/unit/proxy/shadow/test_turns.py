@@ -290,6 +290,72 @@ def test_first_event_time_skips_control_frames() -> None:
     assert book.only().legacy_first_event == pytest.approx(0.5)
 
 
+def _three_turns(book: Playbook, dup_side: Side, dup_before_next_request: bool) -> None:
+    """Three turns; ``dup_side`` repeats the end of turn 0 once."""
+    turn0 = golden()
+    duplicated = [*turn0, completed()]
+    other = Side.UNIFIED if dup_side is Side.LEGACY else Side.LEGACY
+    book.request(0.0)
+    book.feed(other, turn0, 0.1)
+    if dup_before_next_request:
+        book.feed(dup_side, duplicated, 0.2)
+        book.request(1.0)
+    else:
+        book.feed(dup_side, turn0, 0.2)
+        book.request(1.0)
+        book.feed(dup_side, duplicated[-1:], 1.05)
+    for n in (1, 2):
+        if n == 2:
+            book.request(float(n))
+        book.legacy(golden(), n + 0.1)
+        book.unified(golden(), n + 0.2)
+
+
+@pytest.mark.parametrize("primary", list(Side))
+@pytest.mark.parametrize("dup_side", list(Side))
+@pytest.mark.parametrize("dup_before_next_request", [True, False])
+def test_a_duplicated_agent_completed_never_shifts_later_turns(
+    primary: Side, dup_side: Side, dup_before_next_request: bool
+) -> None:
+    book = Playbook(primary=primary)
+    _three_turns(book, dup_side, dup_before_next_request)
+    outcomes = [(v.turn, v.outcome) for v in book.verdicts]
+    assert outcomes[1:] == [(1, Outcome.MATCH), (2, Outcome.MATCH)], book.verdicts
+
+
+def test_a_duplicated_end_counts_in_its_own_turn_while_that_turn_waits() -> None:
+    # Shadow: the unified secondary repeats its end before legacy has finished.
+    book = Playbook(primary=Side.LEGACY)
+    book.request(0.0)
+    book.unified([*golden(), completed()], 0.1)
+    book.legacy(golden(), 0.5)
+    book.request(1.0)
+    book.legacy(golden(), 1.1)
+    book.unified(golden(), 1.2)
+    first, second = book.verdicts
+    assert first.differences == (Difference(Category.EXTRA_EVENT, "agent_completed"),)
+    assert second.outcome is Outcome.MATCH
+
+
+def test_a_duplicated_end_on_legacy_is_missing_on_unified() -> None:
+    # Live: legacy is the compared copy and repeats its end while unified still works.
+    book = Playbook(primary=Side.UNIFIED)
+    book.request(0.0)
+    book.legacy([*golden(), completed()], 0.1)
+    book.unified(golden(), 0.5)
+    assert book.only().differences == (Difference(Category.MISSING_EVENT, "agent_completed"),)
+
+
+def test_an_end_with_no_turn_open_ends_nothing() -> None:
+    book = Playbook()
+    book.request(0.0)
+    book.legacy([completed()], 0.1)  # a stray end: no turn open on legacy
+    assert book.comparator.open_turns == 1
+    book.legacy(golden(), 0.2)
+    book.unified(golden(), 0.3)
+    assert [v.outcome for v in book.verdicts] == [Outcome.MATCH]
+
+
 # -- bounds ---------------------------------------------------------------------------
 
 

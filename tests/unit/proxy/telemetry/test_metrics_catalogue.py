@@ -46,6 +46,8 @@ BOUNDED: dict[tuple[str, str], tuple[str, ...]] = {
     ("strangler_flag_reloads_total", "result"): get_args(get_type_hints(ReloadResult)["outcome"]),
     ("strangler_flag_rollout_share", "mode"): _MODES,
     ("strangler_guard_trips_total", "guard"): tuple(metrics_module.GUARDS),
+    ("strangler_guard_observations_total", "guard"): tuple(metrics_module.GUARDS),
+    ("strangler_guard_observations_total", "result"): metrics_module.GUARD_RESULTS,
     ("strangler_secondary_connections_open", "backend"): _BACKENDS,
     ("strangler_secondary_skipped_total", "reason"): metrics_module.SECONDARY_SKIPS,
     ("strangler_secondary_failures_total", "backend"): _BACKENDS,
