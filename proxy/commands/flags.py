@@ -40,6 +40,7 @@ from strangler.proxy.commands.admin_client import (
     read_file,
     tool_config,
 )
+from strangler.proxy.commands.flags_fleet import CannotAsk, fleet_status
 from strangler.proxy.commands.flags_text import bucket_text, count, plan_text, status_text
 from strangler.proxy.edge.routes import RouteTable
 
@@ -116,6 +117,15 @@ def add_flags_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _admin_arguments(status)
+    status.add_argument(
+        "--fleet",
+        action="store_true",
+        help="every replica's flag file and when it was applied, from Prometheus; "
+        "exit 1 when they differ",
+    )
+    status.add_argument(
+        "--prometheus", help="Prometheus URL for --fleet (default: fleet.prometheus_url)"
+    )
     status.set_defaults(flags_func=_status)
 
     export = verbs.add_parser(
@@ -151,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         code: int = args.flags_func(args)
     except Unable as exc:
         print(f"strangler flags {args.flags_command}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE if isinstance(exc, Unreachable) else EXIT_UNABLE
+        return EXIT_UNREACHABLE if isinstance(exc, Unreachable | CannotAsk) else EXIT_UNABLE
     return code
 
 
@@ -387,7 +397,10 @@ def _print_parts(parts: list[_Part], text: Callable[[dict[str, Any]], str]) -> N
 def _status(args: argparse.Namespace) -> int:
     """Exit 1 when a reload failed (the previous file stays in force), whatever the
     format: a rollout script reads the code. A worker that did not answer is exit 3,
-    unless another one's failed reload already says the rollout did not apply."""
+    unless another one's failed reload already says the rollout did not apply.
+    `--fleet` asks Prometheus instead: exit 1 when replicas serve different files."""
+    if args.fleet:
+        return fleet_status(args)[0]
     status, answer = _ask_proxy(args, "/flags/status", None)
     _expect_ok(status, answer)
     parts = _parts(answer)

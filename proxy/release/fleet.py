@@ -171,3 +171,41 @@ def per_replica_rate(
     return DrainRate(
         fleet_rate, f"fleet rate {fleet_rate:g}/s on this replica alone (no replica count)"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One scraped proxy and the flag file it serves (`strangler flags status --fleet`)."""
+
+    instance: str
+    hashes: tuple[str, ...]
+    """Usually one; two while a `--workers` supervisor's workers switch files."""
+    loaded_at: float | None
+
+
+def replicas_view(
+    hashes: list[tuple[dict[str, str], float]], loaded: list[tuple[dict[str, str], float]]
+) -> list[Replica]:
+    """Every replica's flag hash and load time, from `hashes_query` and `loaded_query`."""
+    found: dict[str, set[str]] = {}
+    for labels, _ in hashes:
+        found.setdefault(_instance(labels), set()).add(labels.get("hash", "?"))
+    at: dict[str, float] = {}
+    for labels, value in loaded:
+        if math.isfinite(value):
+            at[_instance(labels)] = max(value, at.get(_instance(labels), value))
+    return [
+        Replica(name, tuple(sorted(found.get(name, ()))), at.get(name))
+        for name in sorted(found.keys() | at.keys())
+    ]
+
+
+def flag_files(replicas: list[Replica]) -> set[str]:
+    """The distinct flag-file hashes the fleet serves: more than one is skew."""
+    return {h for r in replicas for h in r.hashes}
+
+
+def _instance(labels: dict[str, str]) -> str:
+    instance = labels.get("instance", "?")
+    job = labels.get("job")
+    return instance if job is None else f"{job}/{instance}"

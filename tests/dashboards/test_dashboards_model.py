@@ -40,7 +40,7 @@ def test_every_panel_and_target_queries_through_the_datasource_variable(
         panels = [p for p in all_panels(d["panels"]) if p["type"] != "row"]
         assert panels, name
         for panel in panels:
-            assert panel["type"] in ("timeseries", "stat"), (name, panel["title"])
+            assert panel["type"] in ("timeseries", "stat", "table"), (name, panel["title"])
             assert panel["datasource"] == DATASOURCE, (name, panel["title"])
             assert panel["targets"], (name, panel["title"])
             for target in panel["targets"]:

@@ -45,3 +45,22 @@ def test_the_unit_tests_catch_a_mismatch_alert_without_its_sample_guard(tmp_path
     )
     assert done.returncode != 0
     assert "StranglerMismatchRatioHigh" in done.stdout + done.stderr
+
+
+def test_the_unit_tests_catch_a_skew_alert_that_counts_a_single_replica(tmp_path: Path) -> None:
+    promtool = require("promtool")
+    copy = tmp_path / "prometheus"
+    shutil.copytree(RULES, copy)
+    alerts = copy / "alerts.rules.yml"
+    replicas = "count by (job) (count by (job, instance) (strangler_flags_info == 1)) > 1"
+    assert replicas in alerts.read_text()
+    alerts.write_text(alerts.read_text().replace(replicas, replicas.replace("> 1", "> 0")))
+    done = subprocess.run(
+        [promtool, "test", "rules", str(copy / "tests" / "alerts_test.yml")],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "StranglerFlagSkew" in done.stdout + done.stderr
