@@ -238,7 +238,8 @@ def turn_request(canonical: Mapping[str, Any]) -> TurnRequest:
 
 
 def turn_events(request: TurnRequest, user_id: str) -> list[dict[str, Any]]:
-    """One golden-path turn: started, two thoughts, one tool pair, completed."""
+    """One golden-path turn: started, two thoughts, one tool pair, completed (§3: every
+    thought comes before the first tool pair)."""
     tool = "cost_query"
     result = {"monthly_cost_usd": 4321.5, "query": request.text}
     steps: list[tuple[str, dict[str, Any]]] = [
@@ -250,6 +251,10 @@ def turn_events(request: TurnRequest, user_id: str) -> list[dict[str, Any]]:
             "agent_thinking",
             {"reasoning": "Reading the request.", "step_number": 1, "progress_percentage": 33},
         ),
+        (
+            "agent_thinking",
+            {"reasoning": "Choosing a tool.", "step_number": 2, "progress_percentage": 66},
+        ),
         ("tool_executing", {"tool_name": tool, "parameters": {"query": request.text}}),
         (
             "tool_completed",
@@ -260,10 +265,6 @@ def turn_events(request: TurnRequest, user_id: str) -> list[dict[str, Any]]:
                 "status": "completed",
                 "message": f"{tool} completed",
             },
-        ),
-        (
-            "agent_thinking",
-            {"reasoning": "Summarising.", "step_number": 2, "progress_percentage": 66},
         ),
         (
             "agent_completed",

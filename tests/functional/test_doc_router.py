@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,6 +34,9 @@ from tests.functional.test_contract import GOLDEN, Client, b64, strip, usual_cli
 
 TURN_EVENTS = frozenset({*GOLDEN, "agent_error"})
 TURN_ENDS = frozenset({"agent_completed", "agent_error"})
+GOLDEN_ORDER = re.compile(
+    r"agent_started( agent_thinking)+( tool_executing tool_completed)* agent_completed"
+)
 PING_TOP = 1726000000000
 PING_NESTED = 1726000000001
 PING_SENT = {"ping top-level": PING_TOP, "ping payload": PING_NESTED, "ping both": PING_NESTED}
@@ -272,6 +278,8 @@ def assert_golden_path(frames: list[dict[str, Any]], where: str) -> None:
     assert types[0] == "agent_started" and types[-1] == "agent_completed", f"{where}: {types}"
     assert types.count("tool_executing") == types.count("tool_completed"), f"{where}: {types}"
     assert all("type" in f for f in frames), where
+    # PROTOCOL.md §3 and LEGACY_SURFACE.md: the order, as a grammar.
+    assert GOLDEN_ORDER.fullmatch(" ".join(types)), f"{where}: {types}"
 
 
 def assert_same_answer(
@@ -555,3 +563,28 @@ async def test_a_client_close_code_gets_the_same_answer_from_every_router(
     on_legacy = await _closed_by_client(trio.legacy.port, client, code)
     assert await _closed_by_client(trio.doc_unified.port, client, code) == on_legacy
     assert await _closed_by_client(trio.reference_unified.port, client, code) == on_legacy
+
+
+# -- strangler conformance, a third reading of the same documents ---------------------
+
+
+async def test_strangler_conformance_passes_the_router_built_from_the_documents(
+    stack: Stack,
+) -> None:
+    """The command a router team runs and the router written from the documents agree:
+    every check passes, so neither reads the documents differently from the other."""
+    _, doc_url = await start_doc_router(stack)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "strangler.proxy",
+        "conformance",
+        doc_url,
+        env={**os.environ, "STRANGLER_JWT_SECRET": SECRET},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    lines = output.decode().splitlines()
+    assert [line for line in lines if line.startswith("FAIL")] == []
+    assert lines[-1].endswith(" passed, 0 failed") and process.returncode == 0, lines[-3:]
