@@ -22,6 +22,10 @@ TURN_TYPES: Final = frozenset({"start_agent", "user_message", "agent_request"})
 
 AGENT_NAME: Final = "supervisor"
 TOOL_NAME: Final = "cost_query"
+# A request that asks for work "in parallel" calls this tool beside TOOL_NAME; a varied
+# turn runs (and finishes) the two in another order, as parallel tools do.
+PARALLEL_TOOL_NAME: Final = "usage_query"
+PARALLEL_WORDS: Final = "in parallel"
 GOLDEN_PATH_EVENTS: Final = (
     "agent_started",
     "agent_thinking",
@@ -81,12 +85,13 @@ def golden_turn(
     Each item is ``{"type", "run_id", "agent_name", "tool_name" (tool events), "data"}``.
 
     Identical for the same text unless ``vary`` is set, which changes the reasoning
-    text, the number of thinking chunks (1..3) and the timings.
+    text, the number of thinking chunks (1..3), the timings and, when the request asks
+    for work in parallel (two tools), the order the tools run and finish in.
     """
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     result = _cost_result(text, digest)
-    if vary:
-        rng = rng or random.Random()
+    rng = (rng or random.Random()) if vary else None
+    if rng is not None:
         chunks = rng.randint(1, 3)
         reasoning = [rng.choice(_VARIED_REASONING) for _ in range(chunks)]
         tool_ms = round(rng.uniform(5.0, 500.0), 1)
@@ -110,23 +115,34 @@ def golden_turn(
         f"Your monthly cost is ${result['monthly_cost_usd']:.2f}; "
         f"the largest share is {result['top_services'][0]}."
     )
+    calls = [(TOOL_NAME, {"query": text}, result)]
+    if PARALLEL_WORDS in text.lower():
+        calls.append((PARALLEL_TOOL_NAME, {"query": text, "metric": "requests"}, _usage(digest)))
+    started = [_event("tool_executing", {"tool_name": n, "parameters": p}) for n, p, _ in calls]
+    finished = [
+        _event(
+            "tool_completed",
+            {
+                "tool_name": name,
+                "result": answer,
+                "execution_time_ms": tool_ms,
+                "status": "completed",
+                "message": f"{name} completed",
+            },
+        )
+        for name, _, answer in calls
+    ]
+    if rng is not None:
+        rng.shuffle(started)
+        rng.shuffle(finished)
     events = [
         _event(
             "agent_started",
             {"status": "started", "message": f"{AGENT_NAME} started", "context": {}},
         ),
         *thinking,
-        _event("tool_executing", {"tool_name": TOOL_NAME, "parameters": {"query": text}}),
-        _event(
-            "tool_completed",
-            {
-                "tool_name": TOOL_NAME,
-                "result": result,
-                "execution_time_ms": tool_ms,
-                "status": "completed",
-                "message": f"{TOOL_NAME} completed",
-            },
-        ),
+        *started,
+        *finished,
         _event(
             "agent_completed",
             {
@@ -148,6 +164,10 @@ def _event(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         item["tool_name"] = data["tool_name"]
     item["data"] = data
     return item
+
+
+def _usage(digest: bytes) -> dict[str, Any]:
+    return {"requests": int.from_bytes(digest[7:10], "big"), "period": "month"}
 
 
 def _cost_result(text: str, digest: bytes) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Proxy-wide shadow state: the switch, the count of open secondaries, and the recent
 non-matching turns (kept for the admin port and, when configured, a JSONL file).
 
-Every tee reports here; nothing here touches a socket.
+Every non-matching turn is also one INFO line on the `strangler.mismatch` logger: the
+same redacted record as JSON, so a fleet's log pipeline keeps what this process's ring
+loses at restart. Every tee reports here; nothing here touches a socket.
 """
 
 from __future__ import annotations
@@ -10,14 +12,21 @@ import json
 import logging
 import logging.handlers
 import queue
+import secrets
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from strangler.proxy.config import ShadowSettings
+from strangler.proxy.shadow.noise import NoiseCounter
 from strangler.proxy.telemetry.metrics import Metrics
+
+MISMATCH_LOGGER = "strangler.mismatch"
+"""The logger every mismatch record is written to, one JSON object per line (INFO)."""
+
+evidence = logging.getLogger(MISMATCH_LOGGER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +42,13 @@ class MismatchSample:
     differences: tuple[tuple[str, str], ...]
     legacy: tuple[Any, ...]  # the turn's events on each side, redacted
     unified: tuple[Any, ...]
+    reason: str | None = None
+    """Why the turn was not compared (``secondary_overflow``, ``secondary_late``, ...);
+    None for a mismatch, whose differences say it."""
+    rules: tuple[str, ...] = ()
+    """Per difference, the policy rule that judged it ("" for the built-in checks)."""
+    id: str = ""
+    """Given by the hub when recorded: the turn page's address, /shadow/turns/<id>."""
 
 
 @dataclass(eq=False)
@@ -46,6 +62,8 @@ class ShadowHub:
     enabled: bool = True
     active: int = 0
     samples: deque[MismatchSample] = field(default_factory=deque)
+    noise: NoiseCounter = field(default_factory=NoiseCounter)
+    """Per (event type, path): compared turns where that field differed within policy."""
 
     _log: logging.Logger | None = None
     _listener: logging.handlers.QueueListener | None = None
@@ -76,11 +94,29 @@ class ShadowHub:
         self._log.setLevel(logging.INFO)
         self._log.addHandler(logging.handlers.QueueHandler(records))
 
-    def record(self, sample: MismatchSample) -> None:
-        """Keep a non-matching turn for the admin port and the JSONL file."""
+    def record(self, sample: MismatchSample) -> MismatchSample:
+        """Keep a non-matching turn for the admin port, the JSONL file and the
+        `strangler.mismatch` log; the sample as kept, with its id."""
+        sample = replace(sample, id=self._new_id())
         self.samples.append(sample)
-        if self._log is not None:
-            self._log.info(json.dumps(asdict(sample), default=str, ensure_ascii=False))
+        if self._log is not None or evidence.isEnabledFor(logging.INFO):
+            line = json.dumps(asdict(sample), default=str, ensure_ascii=False)
+            evidence.info(line)
+            if self._log is not None:
+                self._log.info(line)
+        return sample
+
+    def sample(self, sample_id: str) -> MismatchSample | None:
+        """The recent non-matching turn with this id, if still kept."""
+        return next((s for s in self.samples if s.id == sample_id), None)
+
+    def _new_id(self) -> str:
+        # Random, not a counter: ids from before a restart (in the logs) never name
+        # another turn after it. 8 hex digits; a clash with a kept sample is redrawn.
+        while True:
+            candidate = secrets.token_hex(4)
+            if self.sample(candidate) is None:
+                return candidate
 
     def admit(self, route: str) -> bool:
         """Whether one more secondary may open now; counts why not."""

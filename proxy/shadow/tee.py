@@ -2,11 +2,18 @@
 
 In `shadow` mode legacy answers the client and the unified router gets a copy of every
 client message; in `live` mode the reverse. The secondary's frames never reach the
-client. Design rule: **the primary never waits on the secondary.** The relay only
-calls the two taps below, which do one `put_nowait` each; everything else (connecting
-the secondary, writing to it, reading it, parsing and comparing) runs on this module's
-own tasks behind bounded queues. When a queue is full the frame is dropped, counted,
-and the turn is marked so its verdict says the comparison was incomplete.
+client. Design rules:
+
+- **The primary never waits on the secondary.** The relay only calls the two taps
+  below, which do one bounded append each; everything else (connecting the secondary,
+  writing to it, reading it, parsing and comparing) runs on this module's own tasks.
+- **The secondary cannot cost the primary its frames.** Client and primary frames wait
+  in one bounded queue, the secondary's in another, and the comparison always empties
+  the first before it takes from the second. A secondary that sends faster than it is
+  compared, or reads the client's copy slower than the client sends, overflows its own
+  queue: that is the secondary's failure (`overflow`), it is closed, and the turns it
+  had not finished say `shadow_error` with the reason `secondary_overflow`. Only the
+  comparison falling behind the primary itself drops primary frames (`compare`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import logging
 import logging.handlers
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,15 +39,19 @@ from strangler.proxy.relay import upstream
 from strangler.proxy.shadow.hub import MismatchSample, ShadowHub
 from strangler.proxy.shadow.redact import Redactor
 from strangler.proxy.shadow.turns import Comparator
-from strangler.proxy.shadow.verdict import Outcome, Side, Verdict
+from strangler.proxy.shadow.verdict import Difference, Outcome, Side, Verdict
 
 log = logging.getLogger("strangler.shadow")
 
 SHADOW_HEADER = "X-Strangler-Shadow"
 _POLL_SECONDS = 0.25
+# Frames compared before the comparison lets the other tasks run.
+_BATCH = 64
+# The close code a flooding secondary gets (RFC 6455: policy violation).
+_OVERFLOW_CLOSE = 1008
 
-
-# Items of the comparison queue: who sent it, the raw frame, when it passed.
+# Items of the primary-side queue: who sent it (this, or the primary's side), the raw
+# frame, when it passed.
 _CLIENT = "client"
 
 
@@ -74,14 +86,23 @@ class Tee:
         self._to_secondary_frames = client_to_secondary
         n = hub.settings.queue_frames
         self._outbox: asyncio.Queue[bytes | str] = asyncio.Queue(n)
-        self._compare: asyncio.Queue[tuple[str, bytes, float]] = asyncio.Queue(4 * n)
-        self._dropped = False
+        # The comparison's two inputs (module docstring): client and primary frames,
+        # then the secondary's (raw frame or None, when, failure reason or None).
+        self._limit = 4 * n
+        self._from_primary: deque[tuple[str, bytes, float]] = deque()
+        self._from_secondary: deque[tuple[bytes | None, float, str | None]] = deque()
+        self._wake = asyncio.Event()
+        self._dropped = False  # primary frames lost: the comparison fell behind
+        self._failure: str | None = None  # why the secondary failed, once it has
+        self._overflowed = asyncio.Event()
         self._primary_closed = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse[Any] | None = None
         self.comparator = Comparator(primary, hub.settings.compare)
         m = hub.metrics
         self._drop_outbox = m.secondary_dropped.labels(route, "to_secondary").inc
         self._drop_compare = m.secondary_dropped.labels(route, "compare").inc
+        self._drop_inbound = m.secondary_dropped.labels(route, "from_secondary").inc
+        self._backend = ""
 
     # -- taps: called by the relay on the primary path; must never block --------------
 
@@ -90,11 +111,13 @@ class Tee:
         if kind is not WSMsgType.TEXT:
             return
         now = time.monotonic()
-        try:
-            self._outbox.put_nowait(data)
-        except asyncio.QueueFull:
-            self._dropped = True
-            self._drop_outbox()
+        if self._failure is None:  # a failed secondary gets no more copies
+            try:
+                self._outbox.put_nowait(data)
+            except asyncio.QueueFull:
+                # The secondary reads slower than the client writes: its failure.
+                self._drop_outbox()
+                self._overflow()
         self._enqueue(_CLIENT, data, now)
 
     def primary_tap(self, data: bytes, kind: WSMsgType) -> None:
@@ -103,11 +126,12 @@ class Tee:
             self._enqueue(self.primary.value, data, time.monotonic())
 
     def _enqueue(self, source: str, data: bytes, now: float) -> None:
-        try:
-            self._compare.put_nowait((source, data, now))
-        except asyncio.QueueFull:
+        if len(self._from_primary) >= self._limit:
             self._dropped = True
             self._drop_compare()
+            return
+        self._from_primary.append((source, data, now))
+        self._wake.set()
 
     # -- the tee's own tasks ----------------------------------------------------------
 
@@ -145,7 +169,9 @@ class Tee:
         max_message_bytes: int,
         backend: str,
     ) -> None:
+        self._backend = backend
         comparing = asyncio.create_task(self._compare_loop())
+        overflowed = asyncio.create_task(self._overflowed.wait())
         io: list[asyncio.Task[None]] = []
         try:
             try:
@@ -168,22 +194,48 @@ class Tee:
                     self._observe(UNIFIED_ERROR_RATIO, False)
                 io = [
                     asyncio.create_task(self._write_loop(self._ws, backend)),
-                    asyncio.create_task(self._read_loop(self._ws, backend)),
+                    asyncio.create_task(self._read_loop(self._ws)),
                 ]
-            await comparing
+            await asyncio.wait((comparing, overflowed), return_when=asyncio.FIRST_COMPLETED)
+            if overflowed.done():
+                # Stop paying for a flooding secondary at once; the comparison goes on
+                # for the client's turns (they end as shadow_error).
+                for task in io:
+                    task.cancel()
+                await asyncio.gather(*io, return_exceptions=True)
+                await self._close_secondary(_OVERFLOW_CLOSE, b"flooded the comparison")
+                await comparing
         finally:
-            for task in (comparing, *io):
+            tasks: list[asyncio.Task[Any]] = [comparing, overflowed, *io]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(comparing, *io, return_exceptions=True)
-            if self._ws is not None and not self._ws.closed:
-                with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
-                    await self._ws.close(code=1000, message=b"client left")
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._close_secondary(1000, b"client left")
             self.hub.active -= 1
             self.hub.metrics.secondary_open.labels(self.route, backend).dec()
 
+    async def _close_secondary(self, code: int, message: bytes) -> None:
+        # Bounded by the connection's ws_close timeout (proxy/relay/upstream.py).
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
+                await self._ws.close(code=code, message=message)
+
     def _secondary_failed(self, backend: str, reason: str) -> None:
+        """The secondary's first failure is counted and told to the comparison, after
+        the frames it sent before it (they may still finish turns)."""
+        if self._failure is not None:
+            return
+        self._failure = reason
         self.hub.metrics.secondary_failures.labels(self.route, backend, reason).inc()
-        self._enqueue("failed", reason.encode(), time.monotonic())
+        # Past the bound on purpose: one marker, once per connection.
+        self._from_secondary.append((None, time.monotonic(), reason))
+        self._wake.set()
+
+    def _overflow(self) -> None:
+        """A queue of the secondary's overflowed: the secondary has failed."""
+        if self._failure is None:
+            self._secondary_failed(self._backend, "overflow")
+            self._overflowed.set()
 
     async def _write_loop(self, ws: aiohttp.ClientWebSocketResponse[Any], backend: str) -> None:
         translate = self._to_secondary_frames
@@ -199,52 +251,68 @@ class Tee:
             except (ConnectionError, aiohttp.ClientError, RuntimeError):
                 return  # the read loop sees the end and reports it
 
-    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse[Any], backend: str) -> None:
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
+        inbound, limit = self._from_secondary, self._limit
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
-                self._enqueue(self.secondary.value, msg.data, time.monotonic())
+                if len(inbound) >= limit:
+                    self._drop_inbound()
+                    self._overflow()
+                    return
+                inbound.append((msg.data, time.monotonic(), None))
+                self._wake.set()
             elif msg.type is WSMsgType.BINARY:
                 continue
             else:
                 # The tee closes its secondary only after this task is cancelled, so any
                 # end seen here is the secondary's own doing.
                 reason = "protocol_error" if msg.type is WSMsgType.ERROR else "died"
-                self._secondary_failed(backend, reason)
+                self._secondary_failed(self._backend, reason)
                 return
 
     async def _compare_loop(self) -> None:
         comparator = self.comparator
+        from_primary, from_secondary, wake = self._from_primary, self._from_secondary, self._wake
         deadline: float | None = None
+        batch = 0
         while True:
-            try:
-                source, data, at = await asyncio.wait_for(self._compare.get(), _POLL_SECONDS)
-            except TimeoutError:
-                source = ""
+            verdicts: list[Verdict] = []
+            if not from_primary and not from_secondary:
+                batch = 0
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_POLL_SECONDS):
+                        await wake.wait()
+            elif batch >= _BATCH:
+                batch = 0
+                await asyncio.sleep(0)  # a busy comparison must not starve the relays
             now = time.monotonic()
             if self._dropped:
                 self._dropped = False
                 comparator.secondary_dropped(now)
-            verdicts: list[Verdict] = []
-            if source == _CLIENT:
-                message = _parse(data)
-                if message is not None:
-                    comparator.client_message(self._client_adapter.client_to_canonical(message), at)
-            elif source == "failed":
-                verdicts = comparator.secondary_failed(data.decode(), at)
-            elif source:
-                frame = _parse(data)
-                if frame is not None:
-                    side = Side(source)
-                    event = (
-                        self._legacy_adapter.event_to_canonical(frame)
-                        if side is Side.LEGACY
-                        else frame
-                    )
-                    verdicts = comparator.event(side, event, at)
+            # The primary's side first: a secondary's backlog never holds it up, and a
+            # secondary frame is taken only once every earlier client request is in.
+            if from_primary:
+                batch += 1
+                source, data, at = from_primary.popleft()
+                if source == _CLIENT:
+                    message = _parse(data)
+                    if message is not None:
+                        canonical = self._client_adapter.client_to_canonical(message)
+                        comparator.client_message(canonical, at)
+                else:
+                    verdicts = self._event(self.primary, data, at)
+            elif from_secondary:
+                batch += 1
+                raw, at, failure = from_secondary.popleft()
+                if failure is not None:
+                    verdicts = comparator.secondary_failed(failure, at)
+                elif raw is not None:
+                    verdicts = self._event(self.secondary, raw, at)
             verdicts += comparator.poll(now)
             self._report(verdicts)
-            if self._primary_closed.is_set() and self._compare.empty():
+            if self._primary_closed.is_set() and not from_primary and not from_secondary:
                 # Turns the primary finished may still complete on the secondary, up to
                 # the comparison floor; then whatever is open is settled for good.
                 if deadline is None:
@@ -253,13 +321,35 @@ class Tee:
                     self._report(comparator.primary_closed(now))
                     return
 
+    def _event(self, side: Side, data: bytes, at: float) -> list[Verdict]:
+        frame = _parse(data)
+        if frame is None:
+            return []
+        event = self._legacy_adapter.event_to_canonical(frame) if side is Side.LEGACY else frame
+        return self.comparator.event(side, event, at)
+
+    def _reason(self, v: Verdict) -> str | None:
+        """Why a turn was not compared (None for a match or a mismatch: the
+        differences say it)."""
+        if v.outcome is Outcome.SHADOW_ERROR:
+            if self._failure is not None:
+                return f"secondary_{self._failure}"
+            return "compare_overflow" if v.dropped else "secondary_error"
+        if v.outcome is Outcome.SHADOW_TIMEOUT:
+            return "secondary_late"
+        if v.outcome is Outcome.PRIMARY_INCOMPLETE:
+            return "client_left"
+        return None
+
     def _report(self, verdicts: list[Verdict]) -> None:
         m = self.hub.metrics
         for v in verdicts:
             m.comparisons.labels(self.route, self.mode, v.outcome.value).inc()
             self._guard(v)
-            for d in v.differences:
-                m.mismatches.labels(self.route, self.mode, d.category.value).inc()
+            # A mismatched turn counts once per category it shows (docs/METRICS.md).
+            for category in dict.fromkeys(d.category for d in v.differences):
+                m.mismatches.labels(self.route, self.mode, category.value).inc()
+            self.hub.noise.add(v.noise)  # fields that differed within policy, by path
             for side, duration, first in (
                 (Side.LEGACY, v.legacy_duration, v.legacy_first_event),
                 (Side.UNIFIED, v.unified_duration, v.unified_first_event),
@@ -271,7 +361,8 @@ class Tee:
                     m.first_event_seconds.labels(self.route, side.value, role).observe(first)
             if v.outcome is not Outcome.MATCH:
                 redact = self._redact
-                self.hub.record(
+                reason = self._reason(v)
+                sample = self.hub.record(
                     MismatchSample(
                         at=time.time(),
                         route=self.route,
@@ -284,15 +375,18 @@ class Tee:
                         ),
                         legacy=tuple(redact(e) for e in v.legacy_events),
                         unified=tuple(redact(e) for e in v.unified_events),
+                        reason=reason,
+                        rules=tuple(redact.text(_rule(d)) for d in v.differences),
                     )
                 )
                 log.info(
-                    "turn %s route=%s mode=%s turn=%d %s",
+                    "turn %s route=%s mode=%s turn=%d %s id=%s",
                     v.outcome.value,
                     self.route,
                     self.mode,
                     v.turn,
-                    ",".join(sorted({d.category.value for d in v.differences})),
+                    ",".join(sorted({d.category.value for d in v.differences})) or reason,
+                    sample.id,
                 )
 
     def _guard(self, v: Verdict) -> None:
@@ -316,6 +410,17 @@ class Tee:
 
 def _ignore(watched: str, bad: bool) -> None:
     pass
+
+
+def _rule(d: Difference) -> str:
+    """The name of the field policy rule that judged `d`, when the comparison gives one.
+
+    The hook for per-path rules (``exact``, ``numeric``, ...): a `Difference` that carries
+    a ``rule`` has it stored with the sample and shown on the turn page; one without
+    (every built-in check) stores "", and readers explain its category instead.
+    """
+    rule = getattr(d, "rule", None)
+    return str(rule) if rule else ""
 
 
 def _agent_error(events: tuple[Mapping[str, Any], ...]) -> bool:

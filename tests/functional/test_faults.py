@@ -416,7 +416,7 @@ FAULT_SIGNS = {
     "hangs": ("strangler_secondary_failures_total", "unavailable"),
     "refuses": ("strangler_secondary_failures_total", "refused"),
     "crashes": ("strangler_secondary_failures_total", "died"),
-    "floods": ("strangler_secondary_dropped_frames_total", "compare"),
+    "floods": ("strangler_secondary_failures_total", "overflow"),
 }
 
 
