@@ -92,8 +92,12 @@ def canonical_client(msg: Message) -> Message:
         elif canonical_type == msg_type and len(msg) == 2:
             return msg  # already {"type", "payload"}: the common case costs nothing
         if len(msg) > 2:
-            # Stray top-level fields join the payload; the payload's own keys win.
+            # Stray top-level fields join the payload; the payload's own keys win, but
+            # for run_id, which legacy read from the top level first (PROTOCOL.md 2).
             payload = {**_top_level_fields(msg), **payload}
+            run_id = msg.get("run_id")
+            if isinstance(run_id, str) and run_id:
+                payload["run_id"] = run_id
     elif canonical_type == "user_message":
         payload = _flat_user_payload(msg)
     else:

@@ -404,22 +404,9 @@ TWO_RUN_IDS: list[ShapeSpec] = [
         "turn",
     ),
 ]
-TUNNELLED = frozenset({"main/browser", "api/bearer"})
 
 
-def _run_id_cases() -> list[Any]:
-    adapter_drops_it = pytest.mark.xfail(
-        strict=True,
-        reason="proxy: a dialect adapter's canonical_client lets payload.run_id (r-in) win "
-        "over the top-level run_id legacy carries (r-top)",
-    )
-    return [
-        pytest.param(name, marks=() if name in TUNNELLED else (adapter_drops_it,))
-        for name in CLIENTS
-    ]
-
-
-@pytest.mark.parametrize("name", _run_id_cases())
+@pytest.mark.parametrize("name", list(CLIENTS))
 async def test_a_turn_carries_the_clients_top_level_run_id_as_on_legacy(
     trio: Trio, name: str
 ) -> None:

@@ -217,9 +217,14 @@ def test_control_and_flat_turn_messages(msg: dict[str, Any], expected: dict[str,
     assert canonical_client(msg) == expected
 
 
-def test_top_level_fields_join_the_payload_which_wins() -> None:
+def test_top_level_fields_join_the_payload_which_wins_but_for_run_id() -> None:
+    msg = {"type": "stop_agent", "x": 1, "payload": {"x": 2, "y": 3}}
+    assert canonical_client(msg) == {"type": "stop_agent", "payload": {"x": 2, "y": 3}}
+    # Legacy read run_id from the top level first, so the events carried that one.
     msg = {"type": "stop_agent", "run_id": "outer", "payload": {"run_id": "inner"}, "x": 1}
-    assert canonical_client(msg) == {"type": "stop_agent", "payload": {"run_id": "inner", "x": 1}}
+    assert canonical_client(msg) == {"type": "stop_agent", "payload": {"run_id": "outer", "x": 1}}
+    msg = {"type": "stop_agent", "run_id": "", "payload": {"run_id": "inner"}}
+    assert canonical_client(msg)["payload"]["run_id"] == "inner"
     msg = {"type": "execute_agent", "thread_id": "t", "payload": {"user_request": "go"}}
     assert canonical_client(msg) == {
         "type": "start_agent",
