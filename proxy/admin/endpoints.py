@@ -117,6 +117,8 @@ def build_admin_app(proxy: Proxy) -> web.Application:
                 "secondary_connections": hub.active,
                 "max_secondary_connections": hub.settings.max_secondary_connections,
                 "recent_mismatches": [asdict(sample) for sample in reversed(hub.samples)],
+                # Fields that differed within their rule, per path: counts, never values.
+                "noise": hub.noise.snapshot(),
             }
         )
 

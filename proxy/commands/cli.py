@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_parser(sub)  # strangler backend legacy|unified (proxy/commands/backend.py)
     add_conformance_parser(sub)  # strangler conformance URL (proxy/commands/conformance.py)
     add_flags_parser(sub)  # strangler flags check|explain|plan|status (proxy/commands/flags.py)
+    from strangler.proxy.commands.shadow import add_shadow_parser
+
+    add_shadow_parser(sub)  # strangler shadow explain|noise (proxy/commands/shadow.py)
     add_completion_parser(sub).set_defaults(func=_cmd_completion)
     finish_help(parser)
     return parser

@@ -52,6 +52,7 @@ _Path = tuple[str, ...]
 _ABSENT: Any = object()
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _NUMBERS = frozenset({int, float})
+_DESCEND = frozenset({RuleName.EXACT, RuleName.NUMERIC})
 
 
 class _Distinct(tuple[Any, ...]):
@@ -230,14 +231,21 @@ def _compare_tools(left: Sequence[_Item], right: Sequence[_Item], out: list[Diff
             out.append(Difference(Category.TOOL_SET, f"tool {name}"))
 
 
-def _compare_final(left: _Item, right: _Item, out: list[Difference]) -> None:
-    if left[0] != right[0]:
-        out.append(Difference(Category.FINAL_STATUS, f"{left[0]} != {right[0]}"))
+def _compare_final(
+    pol: Policy, left: _Item, right: _Item, out: list[Difference], noise: list[tuple[str, str]]
+) -> None:
+    kind = left[0]
+    if kind != right[0]:
+        out.append(Difference(Category.FINAL_STATUS, f"{kind} != {right[0]}"))
         return
     a, b = _lookup(left[1][0], _STATUS), _lookup(right[1][0], _STATUS)
-    if _canon(a) != _canon(b):
+    # The status is data (exact) unless a rule says otherwise, like any field.
+    walk = _Walk(pol, kind)
+    walk.node(_STATUS, a, b)
+    for path, rule in walk.differs:
         detail = f"data.status: {_short(a)} != {_short(b)}"
-        out.append(Difference(Category.FINAL_STATUS, detail))
+        out.append(Difference(Category.FINAL_STATUS, detail, shown_path(path), str(rule)))
+    noise.extend((kind, shown_path(path)) for path in walk.tolerated)
 
 
 # -- what the fields say, judged by the field policy -----------------------------------
@@ -287,7 +295,10 @@ class _Walk:
             elif _canon(a) != _canon(b):
                 self.tolerated.append(path)
             return
-        inside = name is RuleName.EXACT or self.policy.deeper(self.kind, path)
+        # exact and numeric judge each field inside a container by its own rule;
+        # presence, ignore and unordered judge the container whole, unless a deeper rule
+        # names a field inside it.
+        inside = name in _DESCEND or self.policy.deeper(self.kind, path)
         if inside and isinstance(a, Mapping) and isinstance(b, Mapping):
             for key in dict.fromkeys([*a, *b]):
                 if key not in VOLATILE_FIELDS:
@@ -410,7 +421,7 @@ def judge_events(
         # Both ended: agent_completed vs agent_error is one FINAL_STATUS difference,
         # not a missing agent_completed plus an extra agent_error.
         _compare_types(left[:-1], right[:-1], out)
-        _compare_final(left_end, right_end, out)
+        _compare_final(policy(settings), left_end, right_end, out, noise)
     else:
         _compare_types(left, right, out)
     _compare_tools(left, right, out)
