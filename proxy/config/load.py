@@ -48,7 +48,9 @@ def read(path: str | os.PathLike[str]) -> str:
 def parse(text: str, source: str, verify: Callable[[JwtSettings], object]) -> Config:
     """Check `text` as a whole, every problem reported at once; `verify` tries the jwt keys."""
     data, marks = _read_yaml(text, source)
-    base = Path(source).resolve().parent
+    # The folder the file is named in, symlinks not followed: a ConfigMap mounts
+    # strangler.yaml as a link into a timestamped folder the next update deletes.
+    base = Path(os.path.abspath(source)).parent
     data = _unset_nulls({} if data is None else data)
     try:
         document = Document.model_validate(data, context={"base": base, "verify": verify})
