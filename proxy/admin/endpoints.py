@@ -17,8 +17,10 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from strangler.flags.load import FlagFileError, parse_flags
+from strangler.proxy.admin import turn_page
 from strangler.proxy.admin.status_page import FlagView, MismatchView, StatusSnapshot, render
 from strangler.proxy.admin.trust import AdminTrust, trust_middleware
+from strangler.proxy.admin.turn_diff import turn_view
 from strangler.proxy.app import Proxy
 from strangler.proxy.release.plan import rollout_percent
 
@@ -63,6 +65,7 @@ def status_snapshot(proxy: Proxy) -> StatusSnapshot:
             request_type=sample.request_type,
             outcome=sample.outcome,
             categories=tuple(sorted({category for category, _ in sample.differences})),
+            id=sample.id,
         )
         for sample in list(reversed(hub.samples))[:STATUS_RECENT]
     )
@@ -176,6 +179,18 @@ def build_admin_app(proxy: Proxy) -> web.Application:
             headers={"Cache-Control": "no-store"},
         )
 
+    async def shadow_turn(request: web.Request) -> web.Response:
+        # One recorded turn side by side (proxy/admin/turn_page.py), already redacted.
+        turn_id = request.match_info["turn_id"]
+        sample = proxy.shadow.sample(turn_id)
+        if sample is None:
+            kept = proxy.shadow.settings.mismatch_samples
+            text, status = turn_page.render_missing(turn_id, kept), 404
+        else:
+            text, status = turn_page.render(turn_view(asdict(sample))), 200
+        headers = {"Cache-Control": "no-store"}
+        return web.Response(text=text, status=status, content_type="text/html", headers=headers)
+
     async def to_status(_: web.Request) -> web.Response:
         raise web.HTTPFound("/status")
 
@@ -197,6 +212,7 @@ def build_admin_app(proxy: Proxy) -> web.Application:
     app.router.add_post("/flags/plan", flags_plan)
     app.router.add_get("/shadow", shadow_state)
     app.router.add_post("/shadow", shadow_switch)
+    app.router.add_get("/shadow/turns/{turn_id}", shadow_turn)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

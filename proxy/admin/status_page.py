@@ -61,6 +61,7 @@ class MismatchView:
     request_type: str
     outcome: str
     categories: tuple[str, ...]
+    id: str = ""  # the turn page's address: /shadow/turns/<id>
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,20 +264,27 @@ def _audit(s: StatusSnapshot) -> str:
     return f'<section id="section-audit"><h2>Recent reloads and guard trips</h2>{body}</section>'
 
 
+def _turn_link(m: MismatchView) -> str:
+    # Ids are the hub's hex; quoted like any value all the same.
+    if not m.id:
+        return '<td class="details">-</td>'
+    return f'<td class="details"><a href="/shadow/turns/{e(m.id)}">side by side</a></td>'
+
+
 def _mismatches(s: StatusSnapshot) -> str:
     rows = [
-        f'<tr data-route="{e(m.route)}" data-outcome="{e(m.outcome)}">'
+        f'<tr data-route="{e(m.route)}" data-outcome="{e(m.outcome)}" data-id="{e(m.id)}">'
         f'<td class="at">{e(_when(m.at, s.generated_at))}</td>'
         f'<td class="route">{e(m.route)}</td><td class="mode">{e(m.mode)}</td>'
         f'<td class="turn">{int(m.turn)}</td><td class="request">{e(m.request_type)}</td>'
         f'<td class="outcome">{e(m.outcome)}</td>'
-        f'<td class="categories">{e(", ".join(m.categories) or "-")}</td></tr>'
+        f'<td class="categories">{e(", ".join(m.categories) or "-")}</td>{_turn_link(m)}</tr>'
         for m in s.mismatches
     ]
     body = (
         _table(
             "mismatches",
-            ("At", "Route", "Mode", "Turn", "Request", "Outcome", "Categories"),
+            ("At", "Route", "Mode", "Turn", "Request", "Outcome", "Categories", "Turn page"),
             rows,
         )
         if rows
@@ -284,7 +292,8 @@ def _mismatches(s: StatusSnapshot) -> str:
     )
     return (
         '<section id="section-mismatches"><h2>Recent shadow mismatches</h2>'
-        "<p>Transcripts (redacted) are on <code>/shadow</code>.</p>"
+        "<p>Each turn's page shows both sides' events next to each other; the records "
+        "(redacted) are on <code>/shadow</code>.</p>"
         f"{body}</section>"
     )
 

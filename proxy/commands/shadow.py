@@ -4,6 +4,8 @@
   entry or built-in default chose it (proxy/shadow/policy.py).
 - `noise`: the running proxy's table of fields that differed within their rule, per
   event type and path, as counted on its admin port (`/shadow`, key `noise`).
+- `show ID`: one recorded turn, both sides' events side by side with the differing
+  fields marked (proxy/commands/shadow_show.py).
 
 Exit status: 0 done; 2 usage or input error (bad path, unreadable or invalid config);
 3 the running proxy could not be asked (noise).
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from strangler.proxy.commands.admin_client import Unable, ask, expect_ok, tool_config
+from strangler.proxy.commands.shadow_show import add_show_parser
 from strangler.proxy.config import CompareSettings
 from strangler.proxy.config.compare import split_path
 from strangler.proxy.shadow.policy import rule_for
@@ -95,6 +98,7 @@ def add_shadow_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     noise.add_argument("--config", "-c", help="strangler.yaml, for the admin address and token")
     noise.add_argument("--json", action="store_true", help="print the admin port's JSON")
     noise.set_defaults(shadow_func=_noise)
+    add_show_parser(verbs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return code
     except Unable as exc:
         print(f"strangler shadow: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE if args.shadow_command == "noise" else EXIT_UNABLE
+        return EXIT_UNREACHABLE if args.shadow_command in ("noise", "show") else EXIT_UNABLE
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ from strangler.proxy.relay import upstream
 from strangler.proxy.shadow.hub import MismatchSample, ShadowHub
 from strangler.proxy.shadow.redact import Redactor
 from strangler.proxy.shadow.turns import Comparator
-from strangler.proxy.shadow.verdict import Difference, Outcome, Side, Verdict
+from strangler.proxy.shadow.verdict import Outcome, Side, Verdict
 
 log = logging.getLogger("strangler.shadow")
 
@@ -376,7 +376,7 @@ class Tee:
                         legacy=tuple(redact(e) for e in v.legacy_events),
                         unified=tuple(redact(e) for e in v.unified_events),
                         reason=reason,
-                        rules=tuple(redact.text(_rule(d)) for d in v.differences),
+                        rules=tuple(redact.text(d.rule) for d in v.differences),
                     )
                 )
                 log.info(
@@ -410,17 +410,6 @@ class Tee:
 
 def _ignore(watched: str, bad: bool) -> None:
     pass
-
-
-def _rule(d: Difference) -> str:
-    """The name of the field policy rule that judged `d`, when the comparison gives one.
-
-    The hook for per-path rules (``exact``, ``numeric``, ...): a `Difference` that carries
-    a ``rule`` has it stored with the sample and shown on the turn page; one without
-    (every built-in check) stores "", and readers explain its category instead.
-    """
-    rule = getattr(d, "rule", None)
-    return str(rule) if rule else ""
 
 
 def _agent_error(events: tuple[Mapping[str, Any], ...]) -> bool:
