@@ -55,7 +55,7 @@ def _policy(candidate: FlagSet | None, route: str) -> str:
         return f"drain (closed 1012, at most {flag.drain_fleet_rate:g}/s across the fleet)"
     if flag is None or flag.drain_rate is None:
         return "keep (finish in their mode)"
-    return f"drain (closed 1012, at most {flag.drain_rate:g}/s per replica)"
+    return f"drain (closed 1012, at most {flag.drain_rate:g}/s)"
 
 
 def _shares(percents: dict[str, float] | None) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 from strangler.proxy.release.guards import exceeded
 
 OBSERVATIONS = "strangler_guard_observations_total"
+FLAGS_INFO = "strangler_flags_info"
 REPLICAS = "strangler_build_info"
 """One series per scraped proxy (a `--workers` supervisor counts once); a target that
 fails its scrape loses it at once (Prometheus marks its series stale)."""
@@ -60,12 +61,26 @@ def matchers(selector: str, *more: str) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def observations_query(selector: str, flag: str, watched: str, window: float) -> str:
+def observations_query(
+    selector: str, flag: str, watched: str, window: float, digest: str, step: float
+) -> str:
     """The fleet's observations of one guard of `flag` in the last `window` seconds, by
-    result (`ok`, `bad`). Flag keys are `[a-z0-9_.-]+`: safe inside a PromQL string."""
+    result (`ok`, `bad`), made while each replica served the flag file `digest`.
+
+    A new file starts a guard afresh (guards.py), so what replicas saw under the file
+    before (and what replicas still on it see) must not count: each replica's counter is
+    joined with its `strangler_flags_info` of this file, and the increase is taken over
+    a subquery at `step` seconds (the poll interval; keep it no shorter than the scrape
+    interval). Flag keys are `[a-z0-9_.-]+` and digests hex: safe inside PromQL strings.
+    """
     seconds = max(1, math.ceil(window))
-    labels = matchers(selector, f'flag="{flag}"', f'guard="{watched}"')
-    return f"sum by (result) (increase({OBSERVATIONS}{labels}[{seconds}s]))"
+    every = max(1, math.ceil(step))
+    observed = matchers(selector, f'flag="{flag}"', f'guard="{watched}"')
+    served = matchers(selector, f'hash="{digest[:12]}"')
+    counted = f"{OBSERVATIONS}{observed}"
+    serving = f"{FLAGS_INFO}{served} == 1"
+    joined = f"{counted} * on (job, instance) group_left () ({serving})"
+    return f"sum by (result) (increase(({joined})[{seconds}s:{every}s]))"
 
 
 def replicas_query(selector: str) -> str:
@@ -75,7 +90,7 @@ def replicas_query(selector: str) -> str:
 
 def hashes_query(selector: str) -> str:
     """Every replica's flag-file hash (`strangler flags status --fleet`)."""
-    return f"strangler_flags_info{matchers(selector)} == 1"
+    return f"{FLAGS_INFO}{matchers(selector)} == 1"
 
 
 def loaded_query(selector: str) -> str:

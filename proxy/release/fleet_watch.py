@@ -69,7 +69,12 @@ class FleetWatch:
             await self._query(replicas_query(self.settings.selector))
             for check in self.release.guards.fleet_checks():
                 expr = observations_query(
-                    self.settings.selector, check.flag, check.watched, check.window
+                    self.settings.selector,
+                    check.flag,
+                    check.watched,
+                    check.window,
+                    digest,
+                    self.settings.poll_interval,
                 )
                 self.release.fleet_verdict(check, evidence(await self._query(expr)), digest)
         except Unreachable as exc:

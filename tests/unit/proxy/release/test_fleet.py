@@ -42,15 +42,19 @@ def answer(*series: tuple[dict[str, str], str]) -> dict[str, Any]:
     }
 
 
-def test_the_query_sums_the_fleet_over_the_guard_window_by_result() -> None:
-    assert observations_query('job="strangler"', "unified_router", MISMATCH_RATIO, 300) == (
-        "sum by (result) (increase(strangler_guard_observations_total"
-        '{job="strangler", flag="unified_router", guard="mismatch_ratio"}[300s]))'
+def test_the_query_sums_the_fleet_over_the_guard_window_under_this_file_only() -> None:
+    expr = observations_query(
+        'job="strangler"', "unified_router", MISMATCH_RATIO, 300, "1c26ab8eab6d" + "0" * 52, 15
     )
-    # No selector: the flag and guard still select; a fractional window rounds up.
-    assert '{flag="f", guard="mismatch_ratio"}[3s]' in observations_query(
-        "", "f", MISMATCH_RATIO, 2.5
+    assert expr == (
+        "sum by (result) (increase((strangler_guard_observations_total"
+        '{job="strangler", flag="unified_router", guard="mismatch_ratio"}'
+        " * on (job, instance) group_left () "
+        '(strangler_flags_info{job="strangler", hash="1c26ab8eab6d"} == 1))[300s:15s]))'
     )
+    # No selector: the flag and guard still select; fractions round up.
+    expr = observations_query("", "f", MISMATCH_RATIO, 2.5, "ab", 0.5)
+    assert '{flag="f", guard="mismatch_ratio"}' in expr and "[3s:1s]" in expr
     assert replicas_query('job="s"') == 'count(strangler_build_info{job="s"})'
 
 
