@@ -72,6 +72,7 @@ def test_commands_complete_at_the_top(script: Path) -> None:
         "backend",
         "conformance",
         "flags",
+        "shadow",
         "completion",
     ]
     assert complete(script, "fl") == ["flags"]
