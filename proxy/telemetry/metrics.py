@@ -274,7 +274,7 @@ class Metrics:
         )
         self.mismatches = Counter(
             "strangler_mismatches",
-            "Differences found in mismatched turns, by category.",
+            "Mismatched turns, once per category each shows (turns: strangler_comparisons_total).",
             ["route", "mode", "category"],
             registry=r,
         )
