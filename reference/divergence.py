@@ -16,7 +16,7 @@ class Divergence(StrEnum):
     """One way of answering a turn differently from legacy."""
 
     DROP_EVENT = "drop_event"  # tool_completed never sent
-    EXTRA_EVENT = "extra_event"  # a second reasoning step after the tool result
+    EXTRA_EVENT = "extra_event"  # the tool's completion reported a second time
     REORDER = "reorder"  # thinking after the tool instead of before
     DUPLICATE = "duplicate"  # agent_completed sent twice
     OTHER_TOOL = "other_tool"  # a different tool called
@@ -46,8 +46,7 @@ def diverge(items: list[dict[str, Any]], kind: Divergence) -> list[dict[str, Any
     if kind is Divergence.DROP_EVENT:
         return [i for i in out if i["type"] != "tool_completed"]
     if kind is Divergence.EXTRA_EVENT:
-        extra = {**_first(out, "agent_thinking"), "data": {"reasoning": "Checking the result."}}
-        return [*out[:-1], extra, out[-1]]
+        return [*out[:-1], dict(_first(out, "tool_completed")), out[-1]]
     if kind is Divergence.REORDER:
         thinking = [i for i in out if i["type"] == "agent_thinking"]
         rest = [i for i in out if i["type"] != "agent_thinking"]
@@ -66,7 +65,7 @@ def diverge(items: list[dict[str, Any]], kind: Divergence) -> list[dict[str, Any
         return out
     if kind in (Divergence.OTHER_RESULT, Divergence.NUMBER_NOISE):
         for i in out:
-            if i["type"] == "tool_completed":
+            if i["type"] == "tool_completed" and "monthly_cost_usd" in i["data"]["result"]:
                 result = dict(i["data"]["result"])
                 cost = result["monthly_cost_usd"]
                 changed = cost + 100 if kind is Divergence.OTHER_RESULT else cost * (1 + NOISE_REL)
