@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 from strangler.proxy.admin.turn_diff import EventView, TurnView, turn_view
 from strangler.proxy.admin.wording import stamp
@@ -54,10 +55,7 @@ def run_show(args: argparse.Namespace) -> int:
     """Fetch the record with this id and print it; `Unable` when the proxy cannot be asked."""
     status, answer = ask(args, "/shadow", None)
     expect_ok(status, answer)
-    records = answer.get("recent_mismatches")
-    record = next(
-        (r for r in records or () if isinstance(r, dict) and r.get("id") == args.id), None
-    )
+    record = next((r for r in _records(answer) if r.get("id") == args.id), None)
     if record is None:
         print(
             f"strangler shadow: no recorded turn has the id {args.id!r}; the proxy keeps the "
@@ -68,6 +66,17 @@ def run_show(args: argparse.Namespace) -> int:
     for line in render_text(turn_view(record), width):
         print(line)
     return EXIT_OK
+
+
+def _records(answer: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The records of one proxy's `/shadow`, or of every worker's under a supervisor
+    (which answers ``{"workers": [{"body": ...}, ...]}``)."""
+    bodies = [answer, *(w.get("body") for w in answer.get("workers") or () if isinstance(w, dict))]
+    for body in bodies:
+        if isinstance(body, dict):
+            for record in body.get("recent_mismatches") or ():
+                if isinstance(record, dict):
+                    yield record
 
 
 def render_text(v: TurnView, width: int) -> Iterator[str]:

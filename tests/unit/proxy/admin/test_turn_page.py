@@ -184,3 +184,18 @@ def test_terminal_narrow_prints_the_sides_one_after_the_other() -> None:
     costs = [line for line in lines if "monthly_cost_usd" in line]
     assert [line.split(":")[0] for line in costs] == ["legacy", "unified"]
     assert all(" !   data.result.monthly_cost_usd" in line for line in costs)
+
+
+def test_terminal_finds_a_record_in_any_worker_behind_a_supervisor() -> None:
+    from strangler.proxy.commands.shadow_show import _records
+
+    single = {"recent_mismatches": [record()]}
+    workers = {
+        "workers": [
+            {"worker": 0, "status": 200, "body": {"recent_mismatches": []}},
+            {"worker": 1, "error": "not running"},
+            {"worker": 2, "status": 200, "body": single},
+        ]
+    }
+    assert [r["id"] for r in _records(single)] == ["3f9a2c1b"]
+    assert [r["id"] for r in _records(workers)] == ["3f9a2c1b"]
