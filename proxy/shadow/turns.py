@@ -10,7 +10,10 @@ A side opens a turn with its first compared event and ends it with agent_complet
 agent_error. A turn end that arrives while no turn is open on that side (a duplicate, a
 late repeat) ends nothing: it belongs to the turn that side ended last, and counts there
 if that turn is still unreported, so one stray end never shifts the pairing of the turns
-after it (alignment resynchronises at every turn boundary).
+after it (alignment resynchronises at every turn boundary). Likewise an agent_started
+while that side's turn is still open, once the client has sent its next request, begins
+the next turn: the unfinished one is judged as such (SHADOW_TIMEOUT for the secondary,
+PRIMARY_INCOMPLETE for the primary) instead of swallowing the next turn's events.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from strangler.proxy.shadow.verdict import Category, Difference, Outcome, Side, 
 TURN_TYPES = frozenset({"start_agent", "user_message", "agent_request"})
 """Client message types that start a turn."""
 
+_TURN_START = "agent_started"
+
 
 @dataclass(slots=True)
 class _Track:
@@ -37,6 +42,7 @@ class _Track:
     end: float | None = None
     cut: int = 0  # events beyond max_events_per_turn, not kept
     keep: bool = True  # False once its data is worthless (dropped, secondary failed)
+    abandoned: bool = False  # the side began its next turn without ending this one
 
 
 @dataclass(slots=True)
@@ -113,6 +119,16 @@ class Comparator:
         index = self._cursor[side]
         if kind in TURN_END and not self._open[side]:
             return self._stray_end(side, index, event, now)
+        if kind == _TURN_START and self._open[side] and index + 1 < self._next:
+            # The side began the next request's turn without ending this one (it hung,
+            # or gave up): this turn is left unfinished there, and the new events go
+            # to their own turn, so one hang never shifts the turns after it.
+            abandoned = self._find(index)
+            if abandoned is not None:
+                self._track(abandoned, side).abandoned = True
+            index += 1
+            self._cursor[side] = index
+            self._open[side] = False
         if index >= self._next:
             return self._drain(now)  # no request is open on that side: nothing to align
         turn = self._find(index)
@@ -230,8 +246,12 @@ class Comparator:
         secondary = self._track(turn, self._secondary)
         if turn.failed:
             return self._verdict(turn, Outcome.SHADOW_ERROR)
+        if primary.abandoned:
+            return self._verdict(turn, Outcome.PRIMARY_INCOMPLETE)
         if primary.end is None:
             return None
+        if secondary.abandoned:
+            return self._verdict(turn, Outcome.SHADOW_TIMEOUT)  # it will never finish it
         if turn.dropped or (self._failed and secondary.end is None):
             return self._verdict(turn, Outcome.SHADOW_ERROR)
         duration = primary.end - turn.start

@@ -147,10 +147,8 @@ async def settle(proxy: Running, turns: int) -> dict[str, float]:
     return await verdict_counts(proxy)
 
 
-# Known to the comparator's owner (proxy/shadow/turns.py): a turn the secondary never
-# ends takes the secondary's next turn's events (judged mismatch), and every later turn
-# is judged against the one after it, the last timing out.
-PENDING = {"hang": "h10: a hung secondary turn shifts the alignment into later turns"}
+# Divergences whose verdicts are known to be wrong (strict xfail); none today.
+PENDING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -399,3 +399,49 @@ def test_property_comparator_matches_a_turn_replayed_on_both_sides(
     book.legacy(turn, rnd.random())
     book.unified(turn, rnd.random())
     assert [v.outcome for v in book.verdicts] == [Outcome.MATCH]
+
+
+# -- a side that begins its next turn without ending this one -------------------------
+
+
+@pytest.mark.parametrize("primary", list(Side))
+def test_a_hung_secondary_turn_times_out_alone_and_later_turns_still_match(
+    primary: Side,
+) -> None:
+    book = Playbook(primary=primary)
+    secondary = Side.UNIFIED if primary is Side.LEGACY else Side.LEGACY
+    for n in range(4):
+        book.request(float(n))
+        book.feed(primary, golden(), n + 0.1)
+        # Turn 1: the secondary starts, then says nothing more of it.
+        book.feed(secondary, [started()] if n == 1 else golden(), n + 0.2)
+    assert [(v.turn, v.outcome) for v in book.verdicts] == [
+        (0, Outcome.MATCH),
+        (1, Outcome.SHADOW_TIMEOUT),
+        (2, Outcome.MATCH),
+        (3, Outcome.MATCH),
+    ]
+
+
+def test_a_primary_that_abandons_a_turn_is_incomplete_there_only() -> None:
+    book = Playbook(primary=Side.LEGACY)
+    book.request(0.0)
+    book.legacy([started(), thinking()], 0.1)
+    book.unified(golden(), 0.2)
+    book.request(1.0)
+    book.legacy(golden(), 1.1)
+    book.unified(golden(), 1.2)
+    assert [(v.turn, v.outcome) for v in book.verdicts] == [
+        (0, Outcome.PRIMARY_INCOMPLETE),
+        (1, Outcome.MATCH),
+    ]
+
+
+def test_a_second_agent_started_in_the_last_turn_is_an_extra_event_not_a_new_turn() -> None:
+    book = Playbook()
+    book.request(0.0)
+    book.legacy(golden(), 0.1)
+    book.unified([started(), *golden()], 0.2)
+    [verdict] = book.verdicts
+    assert verdict.outcome is Outcome.MISMATCH
+    assert Category.EXTRA_EVENT in {d.category for d in verdict.differences}
