@@ -255,9 +255,10 @@ async def test_secondary_dying_mid_turn_is_a_shadow_error(stack: Stack) -> None:
     await settled(p, "shadow_error")
 
 
-async def test_flooding_secondary_is_dropped_and_counted_not_buffered(stack: Stack) -> None:
-    """A secondary that floods fills its bounded queue; frames are dropped, the client
-    session is untouched."""
+async def test_a_flood_on_both_sides_is_dropped_and_counted_not_buffered(stack: Stack) -> None:
+    """Both backends flood (a flood request reaches both): the comparison falls behind
+    the primary, its bounded queue drops and counts, and the client session is untouched.
+    A secondary flooding alone is tests/functional/test_shadow_flood.py."""
     await stack.backends()
     p = await stack.proxy(FLAGS, extra=SHADOW_FAST)
     async with (
@@ -267,7 +268,7 @@ async def test_flooding_secondary_is_dropped_and_counted_not_buffered(stack: Sta
         ) as ws,
     ):
         await ws.receive()
-        # Legacy answers a flood request with a few frames; the copy makes unified flood.
+        # The request goes to legacy and, copied, to unified: both send 5000 frames.
         await ws.send_str(json.dumps({"type": "flood", "payload": {"count": 5000, "size": 200}}))
         received = 0
         async with asyncio.timeout(10):
