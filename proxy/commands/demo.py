@@ -160,6 +160,10 @@ async def _tour(url: str, admin_port: int, secret: str) -> None:
     for sample in state["recent_mismatches"][:3]:
         found = ", ".join(f"{c} {d}" for c, d in sample["differences"])
         print(f"  mismatch on route {sample['route']} turn {sample['turn']}: {found}")
+        print(
+            f"    side by side: http://127.0.0.1:{admin_port}/shadow/turns/{sample['id']}"
+            f" or strangler shadow show {sample['id']} --admin 127.0.0.1:{admin_port}"
+        )
 
 
 async def run_demo(
