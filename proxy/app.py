@@ -85,6 +85,8 @@ class Proxy:
     async def start(self) -> None:
         self.connections.start()
         self.backends.start()
+        # Shadow work's budget: sheds it before it delays the primary (proxy/shadow/shed.py).
+        self.spawn(self.shadow.watch())
         if self.fleet is not None:
             self.spawn(self.fleet.run())
 

@@ -85,6 +85,7 @@ def status_snapshot(proxy: Proxy) -> StatusSnapshot:
         draining=proxy.draining,
         shadow_enabled=hub.enabled,
         secondary_connections=hub.active,
+        shadow_shed=hub.shed_summary(),
     )
 
 

@@ -83,6 +83,7 @@ class StatusSnapshot:
     draining: bool = False
     shadow_enabled: bool = True
     secondary_connections: int = 0
+    shadow_shed: str = "off"  # shadow work shed to keep the primary fast (shadow/shed.py)
     refresh_seconds: int = 5
 
 
@@ -128,6 +129,7 @@ def _summary(s: StatusSnapshot) -> str:
         f'<dt>Open connections</dt><dd id="open-total">{open_total}</dd>'
         f'<dt>Shadow switch</dt><dd id="shadow-switch">{shadow}, '
         f"{counted(s.secondary_connections, 'secondary connection')}</dd>"
+        f'<dt>Shadow shedding</dt><dd id="shadow-shed">{e(s.shadow_shed)}</dd>'
         "</dl></section>"
     )
 

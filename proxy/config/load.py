@@ -162,8 +162,9 @@ def _config(doc: Document, source: str, base: Path) -> Config:
         http_passthrough=tuple(doc.http_passthrough),
         tickets=doc.tickets,
         shadow=ShadowSettings(
-            **shadow.model_dump(exclude={"compare", "redact", "mismatch_log"}),
+            **shadow.model_dump(exclude={"compare", "redact", "mismatch_log", "shed"}),
             compare=shadow.compare,
+            shed=shadow.shed,
             redact=tuple(shadow.redact),
             mismatch_log=base / log.path if log.path else None,
             mismatch_log_max_bytes=log.max_bytes,

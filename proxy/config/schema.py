@@ -48,6 +48,7 @@ from strangler.proxy.config.settings import (
     LoggingSettings,
     RelaySettings,
     Seconds,
+    ShedSettings,
     TicketSettings,
     setting,
 )
@@ -289,6 +290,7 @@ class ShadowSection(Section):
         [], "Dotted event paths blanked in stored transcripts, like data.parameters.query."
     )
     mismatch_log: MismatchLog = section()
+    shed: ShedSettings = section()
 
 
 class AdminAuth(Section):

@@ -15,6 +15,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -209,6 +210,35 @@ class FleetSettings:
     )
 
 
+Share = Annotated[StrictFloat, Field(gt=0, le=1)]
+
+
+@runtime
+class ShedSettings:
+    """When shadow work gives way to the primary's (proxy/shadow/shed.py): the budget
+    it may take, and how quickly shedding steps up and back."""
+
+    enabled: StrictBool = setting(True, "Shed shadow work when it would delay the primary.")
+    max_loop_lag_ms: Annotated[StrictFloat, Field(gt=0)] = setting(
+        20.0, "Event-loop lag, in ms, past which shadow work is shed."
+    )
+    max_shadow_cpu_share: Share = setting(
+        0.3, "Share of the process's time the shadow comparison may take."
+    )
+    sample_ms: Annotated[StrictFloat, Field(gt=0)] = setting(
+        50.0, "How often lag and the comparison's time are sampled, in ms."
+    )
+    escalate_after: Count = setting(
+        2, "Samples over budget in a row before shedding steps up a level."
+    )
+    recover_after: Count = setting(
+        20, "Calm samples (under half the budget) in a row before it steps back a level."
+    )
+    close_share: Share = setting(
+        0.25, "Share of the open secondaries closed per sample over budget at the last level."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ShadowSettings:
     """The compared secondary of `shadow` and `live` connections."""
@@ -222,6 +252,7 @@ class ShadowSettings:
     mismatch_log: Path | None = None  # JSONL file of non-matching turns, rotated
     mismatch_log_max_bytes: int = 10 * 1024 * 1024
     mismatch_log_backups: int = 3
+    shed: ShedSettings = field(default_factory=ShedSettings)
 
 
 @runtime

@@ -4,10 +4,16 @@ non-matching turns (kept for the admin port and, when configured, a JSONL file).
 Every non-matching turn is also one INFO line on the `strangler.mismatch` logger: the
 same redacted record as JSON, so a fleet's log pipeline keeps what this process's ring
 loses at restart. Every tee reports here; nothing here touches a socket.
+
+The hub also keeps shadow work within its budget (`watch`): every `shed.sample_ms` it
+samples the event loop's lag and the time the tees' comparisons took, and the shedding
+level (proxy/shadow/shed.py) says whether new secondaries open, whether new turns are
+compared, and how many open secondaries to close.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import logging.handlers
@@ -17,10 +23,11 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from strangler.proxy.config import ShadowSettings
 from strangler.proxy.shadow.noise import NoiseCounter
+from strangler.proxy.shadow.shed import Level, Shedder
 from strangler.proxy.telemetry.metrics import Metrics
 
 MISMATCH_LOGGER = "strangler.mismatch"
@@ -51,6 +58,14 @@ class MismatchSample:
     """Given by the hub when recorded: the turn page's address, /shadow/turns/<id>."""
 
 
+class Sheddable(Protocol):
+    """An open secondary the hub may close to shed its work (a tee)."""
+
+    route: str
+
+    def shed(self) -> None: ...
+
+
 @dataclass(eq=False)
 class ShadowHub:
     """Proxy-wide shadow state: the switch, the secondary count, recent mismatches."""
@@ -64,6 +79,14 @@ class ShadowHub:
     samples: deque[MismatchSample] = field(default_factory=deque)
     noise: NoiseCounter = field(default_factory=NoiseCounter)
     """Per (event type, path): compared turns where that field differed within policy."""
+    busy: float = 0.0
+    shed_counts: dict[str, int] = field(default_factory=dict)
+    """Shadow work shed since start, by reason (for the status page)."""
+    """Seconds the tees' comparisons ran since the last shedding sample."""
+    shedder: Shedder = field(init=False)
+    # The open secondaries in the order they opened (a dict keeps it), to close the
+    # newest first when shedding.
+    _open: dict[Sheddable, None] = field(default_factory=dict)
 
     _log: logging.Logger | None = None
     _listener: logging.handlers.QueueListener | None = None
@@ -71,6 +94,7 @@ class ShadowHub:
 
     def __post_init__(self) -> None:
         self.enabled = self.settings.enabled
+        self.shedder = Shedder(self.settings.shed)
         self.samples = deque(maxlen=self.settings.mismatch_samples)
         if self.settings.mismatch_log is not None:
             self._open_log(self.settings.mismatch_log)
@@ -126,7 +150,68 @@ class ShadowHub:
         if self.active >= self.settings.max_secondary_connections:
             self.metrics.secondary_skipped.labels(route, "at_capacity").inc()
             return False
+        if self.shedder.level >= Level.REFUSE:
+            self.shed(route, "secondary_refused")
+            return False
         return True
+
+    # -- shedding (proxy/shadow/shed.py) ------------------------------------------------
+
+    @property
+    def skips_turns(self) -> bool:
+        """Whether a turn starting now goes uncompared (verdict ``shed``)."""
+        return self.shedder.level >= Level.SKIP
+
+    def shed(self, route: str, reason: str) -> None:
+        """Count one piece of shadow work shed (strangler_shadow_shed_total)."""
+        self.metrics.shadow_shed.labels(route, reason).inc()
+        self.shed_counts[reason] = self.shed_counts.get(reason, 0) + 1
+
+    def opened(self, tee: Sheddable) -> None:
+        self._open[tee] = None
+
+    def closed(self, tee: Sheddable) -> None:
+        self._open.pop(tee, None)
+
+    async def watch(self) -> None:
+        """Sample the loop's lag and the comparisons' time, and shed what the level says.
+
+        The lag is how late a short timer fires: every frame of every connection waited
+        as long. Runs until cancelled (at the proxy's stop).
+        """
+        settings = self.settings.shed
+        if not settings.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        every = settings.sample_ms / 1000
+        last = loop.time()
+        while True:
+            planned = loop.time() + every
+            await asyncio.sleep(every)
+            now = loop.time()
+            busy, self.busy = self.busy, 0.0
+            reading = self.shedder.sample(
+                max(0.0, now - planned), busy, now - last, len(self._open)
+            )
+            last = now
+            self.metrics.shed_level.set(reading.level)
+            if reading.close:
+                # The newest first; closing takes the tee out of `_open` at once.
+                for tee in list(reversed(self._open))[: reading.close]:
+                    self.closed(tee)
+                    self.shed(tee.route, "secondary_closed")
+                    tee.shed()
+
+    def shed_summary(self) -> str:
+        """The shedding level and the last sample, for the status page."""
+        s = self.shedder
+        if not self.settings.shed.enabled:
+            return "off"
+        shed = ", ".join(f"{n} {reason}" for reason, n in sorted(self.shed_counts.items()))
+        return (
+            f"{s.level.label} (loop lag {s.lag * 1000:.0f} ms, comparison {s.share:.0%});"
+            f" shed since start: {shed or 'nothing'}"
+        )
 
     def stop(self) -> None:
         """Write out and close the mismatch log (after the tees' tasks have stopped)."""

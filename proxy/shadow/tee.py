@@ -14,13 +14,18 @@ client. Design rules:
   queue: that is the secondary's failure (`overflow`), it is closed, and the turns it
   had not finished say `shadow_error` with the reason `secondary_overflow`. Only the
   comparison falling behind the primary itself drops primary frames (`compare`).
+- **Shadow work gives way first.** The hub's shedding level (proxy/shadow/shed.py)
+  decides whether a turn starting now is compared (if not, it says `shed`), and may
+  close this secondary (`shed`): its unfinished turns say `shed`, and once nothing is
+  left to compare the taps stop copying altogether. The comparison's own time is
+  added to the hub's `busy`, one of the two things the level is decided from; an
+  uncompared turn's frames are read only as far as their type.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import logging.handlers
 import time
@@ -36,6 +41,7 @@ from strangler.flags.model import MISMATCH_RATIO, UNIFIED_ERROR_RATIO
 from strangler.legacy_adapters.base import Adapter
 from strangler.legacy_adapters.registry import adapter as dialect_adapter
 from strangler.proxy.relay import upstream
+from strangler.proxy.shadow.frames import parse, peek_type
 from strangler.proxy.shadow.hub import MismatchSample, ShadowHub
 from strangler.proxy.shadow.redact import Redactor
 from strangler.proxy.shadow.turns import Comparator
@@ -49,6 +55,9 @@ _POLL_SECONDS = 0.25
 _BATCH = 64
 # The close code a flooding secondary gets (RFC 6455: policy violation).
 _OVERFLOW_CLOSE = 1008
+# A secondary closed to shed its work is going away, not at fault.
+_SHED_CLOSE = 1001
+_SHED = "shed"  # the failure marker of a shed secondary (not a failure: not counted)
 
 # Items of the primary-side queue: who sent it (this, or the primary's side), the raw
 # frame, when it passed.
@@ -94,7 +103,8 @@ class Tee:
         self._wake = asyncio.Event()
         self._dropped = False  # primary frames lost: the comparison fell behind
         self._failure: str | None = None  # why the secondary failed, once it has
-        self._overflowed = asyncio.Event()
+        self._overflowed = asyncio.Event()  # stop the secondary now: it flooded, or was shed
+        self._detached = False  # shed, and nothing left to compare: the taps do nothing
         self._primary_closed = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse[Any] | None = None
         self.comparator = Comparator(primary, hub.settings.compare)
@@ -108,7 +118,7 @@ class Tee:
 
     def client_tap(self, data: bytes, kind: WSMsgType) -> None:
         """A client frame: copy it to the secondary and to the comparison."""
-        if kind is not WSMsgType.TEXT:
+        if kind is not WSMsgType.TEXT or self._detached:
             return
         now = time.monotonic()
         if self._failure is None:  # a failed secondary gets no more copies
@@ -122,7 +132,7 @@ class Tee:
 
     def primary_tap(self, data: bytes, kind: WSMsgType) -> None:
         """A frame the primary sent the client: compare it."""
-        if kind is WSMsgType.TEXT:
+        if kind is WSMsgType.TEXT and not self._detached:
             self._enqueue(self.primary.value, data, time.monotonic())
 
     def _enqueue(self, source: str, data: bytes, now: float) -> None:
@@ -148,6 +158,7 @@ class Tee:
     ) -> None:
         """Open the secondary and start comparing, without delaying the caller."""
         self.hub.active += 1
+        self.hub.opened(self)
         self.hub.metrics.secondary_open.labels(self.route, backend).inc()
         headers = CIMultiDict(headers)
         headers[SHADOW_HEADER] = "1"
@@ -158,6 +169,17 @@ class Tee:
     def primary_closed(self) -> None:
         """The client's connection ended; the tee winds down on its own time."""
         self._primary_closed.set()
+
+    def shed(self) -> None:
+        """Close the secondary to shed its work (the hub's call): its unfinished turns
+        are SHED, and the connection goes on uncompared."""
+        if self._failure is not None:
+            return  # already failed, or already shed: nothing left to stop
+        self._failure = _SHED  # no more copies to it
+        # Past the bound on purpose, as a failure's marker: once per connection.
+        self._from_secondary.append((None, time.monotonic(), _SHED))
+        self._wake.set()
+        self._overflowed.set()
 
     async def _run(
         self,
@@ -198,12 +220,15 @@ class Tee:
                 ]
             await asyncio.wait((comparing, overflowed), return_when=asyncio.FIRST_COMPLETED)
             if overflowed.done():
-                # Stop paying for a flooding secondary at once; the comparison goes on
-                # for the client's turns (they end as shadow_error).
+                # Stop paying for a flooding (or shed) secondary at once; the comparison
+                # goes on for the client's turns (they end as shadow_error, or shed).
                 for task in io:
                     task.cancel()
                 await asyncio.gather(*io, return_exceptions=True)
-                await self._close_secondary(_OVERFLOW_CLOSE, b"flooded the comparison")
+                if self._failure == _SHED:
+                    await self._close_secondary(_SHED_CLOSE, b"shadow shed")
+                else:
+                    await self._close_secondary(_OVERFLOW_CLOSE, b"flooded the comparison")
                 await comparing
         finally:
             tasks: list[asyncio.Task[Any]] = [comparing, overflowed, *io]
@@ -212,6 +237,7 @@ class Tee:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._close_secondary(1000, b"client left")
             self.hub.active -= 1
+            self.hub.closed(self)
             self.hub.metrics.secondary_open.labels(self.route, backend).dec()
 
     async def _close_secondary(self, code: int, message: bytes) -> None:
@@ -272,21 +298,27 @@ class Tee:
                 return
 
     async def _compare_loop(self) -> None:
-        comparator = self.comparator
+        comparator, hub = self.comparator, self.hub
         from_primary, from_secondary, wake = self._from_primary, self._from_secondary, self._wake
+        clock = time.perf_counter
         deadline: float | None = None
         batch = 0
+        began = clock()
         while True:
             verdicts: list[Verdict] = []
             if not from_primary and not from_secondary:
                 batch = 0
+                hub.busy += clock() - began  # the comparison's time, for shedding
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(_POLL_SECONDS):
                         await wake.wait()
+                began = clock()
             elif batch >= _BATCH:
                 batch = 0
+                hub.busy += clock() - began
                 await asyncio.sleep(0)  # a busy comparison must not starve the relays
+                began = clock()
             now = time.monotonic()
             if self._dropped:
                 self._dropped = False
@@ -297,21 +329,32 @@ class Tee:
                 batch += 1
                 source, data, at = from_primary.popleft()
                 if source == _CLIENT:
-                    message = _parse(data)
+                    message = parse(data)
                     if message is not None:
                         canonical = self._client_adapter.client_to_canonical(message)
-                        comparator.client_message(canonical, at)
+                        skip = hub.skips_turns
+                        if comparator.client_message(canonical, at, shed=skip) and skip:
+                            hub.shed(self.route, "turn_skipped")
                 else:
                     verdicts = self._event(self.primary, data, at)
             elif from_secondary:
                 batch += 1
                 raw, at, failure = from_secondary.popleft()
-                if failure is not None:
+                if failure == _SHED:
+                    verdicts = comparator.secondary_shed(at)
+                elif failure is not None:
                     verdicts = comparator.secondary_failed(failure, at)
                 elif raw is not None:
                     verdicts = self._event(self.secondary, raw, at)
             verdicts += comparator.poll(now)
             self._report(verdicts)
+            if self._failure == _SHED and not comparator.comparing:
+                # Shed, and every turn it was still comparing is judged: stop copying.
+                self._detached = True
+                from_primary.clear()
+                self._report(comparator.primary_closed(now))
+                hub.busy += clock() - began
+                return
             if self._primary_closed.is_set() and not from_primary and not from_secondary:
                 # Turns the primary finished may still complete on the secondary, up to
                 # the comparison floor; then whatever is open is settled for good.
@@ -319,14 +362,21 @@ class Tee:
                     deadline = now + self.hub.settings.compare.timeout_floor
                 if comparator.open_turns == 0 or now >= deadline:
                     self._report(comparator.primary_closed(now))
+                    hub.busy += clock() - began
                     return
 
     def _event(self, side: Side, data: bytes, at: float) -> list[Verdict]:
-        frame = _parse(data)
+        comparator = self.comparator
+        if not comparator.keeps(side):
+            # Nothing of this event would be kept: its type keeps the turns paired.
+            kind = peek_type(data)
+            if kind is not None:
+                return comparator.event(side, {"type": kind}, at)
+        frame = parse(data)
         if frame is None:
             return []
         event = self._legacy_adapter.event_to_canonical(frame) if side is Side.LEGACY else frame
-        return self.comparator.event(side, event, at)
+        return comparator.event(side, event, at)
 
     def _reason(self, v: Verdict) -> str | None:
         """Why a turn was not compared (None for a match or a mismatch: the
@@ -345,6 +395,10 @@ class Tee:
         m = self.hub.metrics
         for v in verdicts:
             m.comparisons.labels(self.route, self.mode, v.outcome.value).inc()
+            if v.outcome is Outcome.SHED:
+                # Not compared: nothing to record, and nothing for the guard (under
+                # load, recording every shed turn would be work of its own).
+                continue
             self._guard(v)
             # A mismatched turn counts once per category it shows (docs/METRICS.md).
             for category in dict.fromkeys(d.category for d in v.differences):
@@ -414,11 +468,3 @@ def _ignore(watched: str, bad: bool) -> None:
 
 def _agent_error(events: tuple[Mapping[str, Any], ...]) -> bool:
     return any(e.get("type") == "agent_error" for e in events)
-
-
-def _parse(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

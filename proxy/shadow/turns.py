@@ -14,6 +14,11 @@ after it (alignment resynchronises at every turn boundary). Likewise an agent_st
 while that side's turn is still open, once the client has sent its next request, begins
 the next turn: the unfinished one is judged as such (SHADOW_TIMEOUT for the secondary,
 PRIMARY_INCOMPLETE for the primary) instead of swallowing the next turn's events.
+
+A turn may be shed (proxy/shadow/shed.py): started uncompared, or left uncompared when
+the secondary is closed to shed its work. It keeps nothing, its events only move the
+cursors, and its verdict is SHED as soon as it is the oldest turn: never a judgement
+made from part of a turn.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class _Turn:
     unified: _Track = field(default_factory=_Track)
     dropped: bool = False
     failed: bool = False  # the secondary failed before finishing it: report at once
+    shed: bool = False  # not compared, to keep the primary fast: report at once
 
 
 def _since(when: float | None, start: float) -> float | None:
@@ -76,6 +82,7 @@ class Comparator:
         "_primary",
         "_secondary",
         "_settings",
+        "_shed",
         "_turns",
     )
 
@@ -91,6 +98,7 @@ class Comparator:
         # Per side, whether its turn at the cursor has begun (a compared event came).
         self._open = {Side.LEGACY: False, Side.UNIFIED: False}
         self._failed = False
+        self._shed = False  # the secondary was closed to shed its work
         self._closed = False
 
     @property
@@ -98,23 +106,48 @@ class Comparator:
         """Turns started and not yet reported."""
         return len(self._turns)
 
-    def client_message(self, message: Mapping[str, Any], now: float) -> None:
-        """Start a turn if ``message`` is a request; both sides get the same copy."""
+    @property
+    def comparing(self) -> bool:
+        """Whether a turn not shed waits for its verdict."""
+        return any(not turn.shed for turn in self._turns)
+
+    def client_message(self, message: Mapping[str, Any], now: float, *, shed: bool = False) -> bool:
+        """Start a turn if ``message`` is a request; both sides get the same copy.
+
+        With ``shed`` (or once the secondary was shed) the turn is not compared: its
+        events still keep both sides' turns paired, its verdict is SHED. True when a
+        turn started.
+        """
         kind = message.get("type")
         if self._closed or not isinstance(kind, str) or kind not in TURN_TYPES:
-            return
+            return False
         turn = _Turn(self._next, kind, now)
         if self._failed:
             self._track(turn, self._secondary).keep = False
+        if shed or self._shed:
+            turn.shed = True
+            turn.legacy.keep = turn.unified.keep = False
         self._turns.append(turn)
         self._next += 1
+        return True
+
+    def keeps(self, side: Side) -> bool:
+        """Whether ``side``'s next event could be kept for a comparison; when not, only
+        its ``type`` matters (the event can be read that far and no further)."""
+        index = self._cursor[side]
+        # The event goes to the turn at the cursor, or the one after it when it begins
+        # that one (see `event`); a turn already reported keeps nothing.
+        return any(
+            turn is not None and self._track(turn, side).keep
+            for turn in (self._find(index), self._find(index + 1))
+        )
 
     def event(self, side: Side, event: Mapping[str, Any], now: float) -> list[Verdict]:
         """Take one canonical event from ``side``; return the verdicts it completes."""
         if self._closed:
             return []
         kind = event_type(event)
-        if kind in NOT_COMPARED or (self._failed and side == self._secondary):
+        if kind in NOT_COMPARED or ((self._failed or self._shed) and side == self._secondary):
             return self._drain(now)
         index = self._cursor[side]
         if kind in TURN_END and not self._open[side]:
@@ -184,6 +217,20 @@ class Comparator:
                 track.events = []
         return self._drain(now)
 
+    def secondary_shed(self, now: float) -> list[Verdict]:
+        """The secondary was closed to shed its work: turns it had not finished, and all
+        later ones, are SHED. Turns it had finished are still compared."""
+        if self._closed or self._failed or self._shed:
+            return []
+        self._shed = True
+        for turn in self._turns:
+            track = self._track(turn, self._secondary)
+            if track.end is None:
+                turn.shed = True
+                turn.legacy.keep = turn.unified.keep = False
+                turn.legacy.events, turn.unified.events = [], []
+        return self._drain(now)
+
     def secondary_dropped(self, now: float) -> None:
         """Secondary data was lost: the turns it had not finished become SHADOW_ERROR."""
         if self._closed:
@@ -244,6 +291,8 @@ class Comparator:
         """The verdict on ``turn`` if it can be given at ``now``, else None."""
         primary = self._track(turn, self._primary)
         secondary = self._track(turn, self._secondary)
+        if turn.shed:
+            return self._verdict(turn, Outcome.SHED)
         if turn.failed:
             return self._verdict(turn, Outcome.SHADOW_ERROR)
         if primary.abandoned:

@@ -21,6 +21,9 @@ class Outcome(StrEnum):
     SHADOW_TIMEOUT = "shadow_timeout"
     SHADOW_ERROR = "shadow_error"
     PRIMARY_INCOMPLETE = "primary_incomplete"
+    SHED = "shed"
+    """Not compared: shadow work was shed to keep the primary fast (proxy/shadow/shed.py).
+    Never judged from the part it saw; guards count it neither way."""
 
 
 class Category(StrEnum):

@@ -101,6 +101,10 @@ SECONDARY_FAILURES = ("refused", "unavailable", "died", "protocol_error", "overf
 # waiting for the comparison (`compare`: the comparison fell behind the primary).
 SECONDARY_QUEUES = ("to_secondary", "from_secondary", "compare")
 
+# Shadow work shed to keep the primary fast (proxy/shadow/shed.py): a secondary not
+# opened, a turn not compared, an open secondary closed.
+SHADOW_SHED = ("secondary_refused", "turn_skipped", "secondary_closed")
+
 # Why an admin listener refused a request (proxy/admin/trust.py): a Host it does not
 # answer to (421), a cross-site request that would change state (403).
 ADMIN_REFUSALS = ("host", "origin")
@@ -266,6 +270,18 @@ class Metrics:
             ["route", "queue"],
             registry=r,
         )
+        self.shadow_shed = Counter(
+            "strangler_shadow_shed",
+            "Shadow work shed to keep the primary fast, by what was shed.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.shed_level = Gauge(
+            "strangler_shadow_shed_level",
+            "How much shadow work is shed: 0 none, 1 refuse, 2 skip turns, 3 close secondaries.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.comparisons = Counter(
             "strangler_comparisons",
             "Turn verdicts of the comparator, by outcome.",
@@ -399,6 +415,8 @@ class Metrics:
                 self.secondary_skipped.labels(route, reason)
             for queue in SECONDARY_QUEUES:
                 self.secondary_dropped.labels(route, queue)
+            for reason in SHADOW_SHED:
+                self.shadow_shed.labels(route, reason)
 
     def set_active_flags(self, digest: str, loaded_at: float) -> None:
         """Point strangler_flags_info at the file now in force."""

@@ -1,0 +1,46 @@
+"""Reading a compared frame: its whole JSON object, or only its ``type`` when that is all
+the comparison needs (pure: no I/O).
+
+A turn that is not being compared (shed, or its secondary gone) still needs each event's
+type, so both sides' turns stay paired with their requests; `peek_type` reads it from the
+frame's first bytes, where every producer writes it (``{"type":"...`` or
+``{"type": "...``), without parsing the rest. It answers only for the types whose
+meaning for the pairing no dialect changes (the turn events, and the control frames the
+comparison ignores); anything else, and any frame written another way, is parsed whole.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from strangler.legacy_adapters.canonical import TURN_EVENTS
+from strangler.proxy.config.compare import NOT_COMPARED
+
+_PREFIXES: Final = (b'{"type":"', b'{"type": "')
+# A type beyond this many bytes, or with an escape in it, is not one of ours.
+_LONGEST: Final = 40
+_PEEKABLE: Final = frozenset(t.encode() for t in (*TURN_EVENTS, *NOT_COMPARED))
+
+
+def peek_type(data: bytes) -> str | None:
+    """The frame's ``type`` read from its first bytes, if it is a type the pairing knows
+    and written where producers write it; None when the frame must be parsed."""
+    for prefix in _PREFIXES:
+        if data.startswith(prefix):
+            start = len(prefix)
+            end = data.find(b'"', start, start + _LONGEST)
+            if end < 0:
+                return None
+            value = data[start:end]
+            return value.decode() if value in _PEEKABLE else None
+    return None
+
+
+def parse(data: bytes) -> dict[str, Any] | None:
+    """The frame as a JSON object; None when it is not one."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
