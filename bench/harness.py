@@ -236,6 +236,9 @@ def proxy_config(
 ) -> Path:
     dir_.mkdir(parents=True, exist_ok=True)
     (dir_ / "flags.yaml").write_text(FLAGS)
+    # More keys of the shadow section, e.g. ", shed: {enabled: false}" to measure what
+    # shadow costs when none of it is shed (a tree that predates a key refuses it).
+    shadow_extra = os.environ.get("BENCH_SHADOW_KEYS", "")
     cfg = dir_ / "strangler.yaml"
     cfg.write_text(
         f"""listen: 127.0.0.1:{port}
@@ -251,7 +254,7 @@ jwt: {{secret_env: STRANGLER_BENCH_SECRET, issuer: netra-auth-service,
        audience: [netra-platform]}}
 relay: {{max_message_bytes: 4194304, grace_period: 1, close_timeout: 2{relay_extra}}}
 limits: {{max_connections: 1000000, max_connections_per_ip: 1000000}}
-shadow: {{max_secondary_connections: 100000}}
+shadow: {{max_secondary_connections: 100000{shadow_extra}}}
 """
     )
     return cfg
@@ -443,7 +446,7 @@ def scenario_targets(port: int, variant: str) -> dict[str, Target]:
 
 
 # Turns are not counted here: the echo never ends one, so they settle after the run.
-_SECONDARY_SERIES = ("strangler_secondary_dropped_total",)
+_SECONDARY_SERIES = ("strangler_secondary_dropped_frames_total", "strangler_shadow_shed_total")
 
 
 def secondary_work(admin: int) -> dict[str, float]:
@@ -487,7 +490,8 @@ def measure(
     if admin:
         after = secondary_work(admin)
         delta = {k: after[k] - before[k] for k in after}
-        out["secondary_dropped"] = delta["strangler_secondary_dropped_total"]
+        out["secondary_dropped"] = delta["strangler_secondary_dropped_frames_total"]
+        out["shadow_shed"] = delta["strangler_shadow_shed_total"]
         out["messages_both"] = r1["messages"] + rn["messages"]
     out["p50_1_us"], out["p99_1_us"] = r1["p50_us"], r1["p99_us"]
     out["p50_n_us"], out["p99_n_us"] = rn["p50_us"], rn["p99_us"]
@@ -641,6 +645,7 @@ def summarize(all_rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
             "hs_cpu_ms": median_of(rs, "hs_cpu_ms"),
             "idle_kib": median_of(rs, "idle", "kib_per_conn"),
             "secondary_dropped": median_of(rs, "secondary_dropped"),
+            "shadow_shed": median_of(rs, "shadow_shed"),
             "messages_both": median_of(rs, "messages_both"),
             "errors": sum(int(r.get("errors", 0)) + int(r.get("hs_errors", 0)) for r in rs)
             + sum(int(r.get("idle", {}).get("errors", 0)) for r in rs),
@@ -701,14 +706,15 @@ def side_costs(summary: dict[str, dict[str, Any]]) -> str:
 
 def secondary_costs(summary: dict[str, dict[str, Any]]) -> str:
     rows = [
-        "| scenario | round trips (1 and n conns) | secondary frames dropped |",
-        "|---|---:|---:|",
+        "| scenario | round trips (1 and n conns) | secondary frames dropped "
+        "| shadow work shed (secondaries refused or closed, turns skipped) |",
+        "|---|---:|---:|---:|",
     ]
     for name, r in summary.items():
         if r.get("messages_both") is not None:
             rows.append(
                 f"| {name} | {fmt(r['messages_both'], ',.0f')} "
-                f"| {fmt(r['secondary_dropped'], ',.0f')} |"
+                f"| {fmt(r['secondary_dropped'], ',.0f')} | {fmt(r.get('shadow_shed'), ',.0f')} |"
             )
     return "\n".join(rows) if len(rows) > 2 else ""
 
