@@ -158,6 +158,10 @@ class RelaySettings:
         # YAML 1.1 reads a bare `off` as false (and `on` as true): take those as meant.
         BeforeValidator(lambda v: ("auto" if v else "off") if isinstance(v, bool) else v),
     ] = setting("auto", "auto: connections nobody compares go as bytes; off: frame by frame.")
+    # proxy/relay/turns.py: a turn not ended by then counts as timed out.
+    turn_timeout: Seconds = setting(
+        300.0, "Seconds a turn may take from its start before it counts as timed out."
+    )
 
 
 @runtime

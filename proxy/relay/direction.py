@@ -7,7 +7,9 @@ only, to
 - end a message over `relay.max_message_bytes` with 1009 on both sides;
 - see each side's close frame, to know when the close handshake is complete;
 - know where frames end, so a close frame of the proxy's own is only ever put between
-  two frames.
+  two frames;
+- with turn observation on, tell the tunnel what each text message was (a turn
+  message, a golden-path event), read from its first bytes.
 
 `Direction.feed` runs once per chunk read: it is the hot path. What the scan saw goes to
 the tunnel (proxy/relay/tunnel.py), which owns how the connection ends.
@@ -107,6 +109,8 @@ class Direction:
                 self._write(buf[:cut])
             self.held = b""
             self._counted(scan.messages, scan.payload_bytes)
+            if scan.events:
+                self.tunnel.turn_events(self.source, scan.events)
             if not self.failed:
                 self.failed = True
                 self.tunnel.failed(self.source, scan.error)
@@ -127,6 +131,8 @@ class Direction:
             self._count(scan.messages)
         if scan.payload_bytes:
             self._size(scan.payload_bytes)
+        if scan.events:
+            self.tunnel.turn_events(self.source, scan.events)
         if scan.close_seen:
             self.tunnel.close_from(self.source, scan.close_code, forwarded=True)
 
@@ -153,6 +159,8 @@ class Direction:
         scan = self.scanner.feed(head)
         self._write(head)
         self._counted(scan.messages, scan.payload_bytes)
+        if scan.events:
+            self.tunnel.turn_events(self.source, scan.events)
         if self.scanner.remaining:
             return b""
         frame, self.pending_close = self.pending_close, None

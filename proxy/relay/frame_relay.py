@@ -17,7 +17,10 @@ other side:
 - a message over the size limit ends both sides with 1009.
 
 Frames are never parsed here: text arrives as bytes (decode_text=False) and leaves
-with the same opcode, so an identity-dialect connection costs one copy per frame.
+with the same opcode, so an identity-dialect connection costs one copy per frame. With
+turn observation on, each text message's type is read from its first bytes, as the
+tunnel reads it (proxy/relay/turnscan.py), and the connection's turns are kept by a
+`TurnWatch` (proxy/relay/turns.py), so both relays count turns alike.
 Backpressure comes from awaiting each send: aiohttp drains the transport once its
 buffer passes the writer limit, so a peer that stops reading stops the pump that
 feeds it, which stops reading the other socket, which lets TCP push back.
@@ -37,6 +40,14 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from strangler.proxy.relay.closecodes import on_the_wire
+from strangler.proxy.relay.turns import TurnWatch
+from strangler.proxy.relay.turnscan import (
+    CLIENT_CODES,
+    CLIENT_PREFIXES,
+    SERVER_CODES,
+    SERVER_PREFIXES,
+    message_code,
+)
 
 if TYPE_CHECKING:
     from strangler.legacy_adapters.translate import Translated
@@ -147,14 +158,15 @@ async def pump(
     *,
     translate: Translate | None = None,
     tap: Tap | None = None,
+    turns: TurnWatch | None = None,
 ) -> End:
     """Copy messages from `src` to `dst` until `src` ends; report how it ended.
 
     Without a filter or a tap this is the identity path: each frame is forwarded with
-    its opcode and never looked into.
+    its opcode and never looked into but for its type when `turns` watches.
     """
     if translate is None and tap is None:
-        return await _pump_identity(src, dst, side, meters)
+        return await _pump_identity(src, dst, side, meters, turns)
     count = meters.messages.add
     size = meters.bytes.add
     while True:
@@ -167,6 +179,8 @@ async def pump(
             return _INVALID_TEXT
         count()
         size(len(data))
+        if turns is not None and kind is WSMsgType.TEXT:
+            _observe(turns, side, data)
         if tap is not None:
             tap(data, kind)
         try:
@@ -182,7 +196,9 @@ async def pump(
             return End(side, EndKind.STOPPED)  # a peer vanished mid-send; its pump says how
 
 
-async def _pump_identity(src: Socket, dst: Socket, side: Side, meters: Meters) -> End:
+async def _pump_identity(
+    src: Socket, dst: Socket, side: Side, meters: Meters, turns: TurnWatch | None
+) -> End:
     count = meters.messages.add
     size = meters.bytes.add
     check_text = side is Side.CLIENT
@@ -194,12 +210,25 @@ async def _pump_identity(src: Socket, dst: Socket, side: Side, meters: Meters) -
         data = msg.data
         if check_text and kind is WSMsgType.TEXT and not _valid_text(data):
             return _INVALID_TEXT
+        if turns is not None and kind is WSMsgType.TEXT:
+            _observe(turns, side, data)
         try:
             await dst.send_frame(data, kind)
         except _SEND_FAILURES:
             return End(side, EndKind.STOPPED)  # the destination vanished mid-send
         count()
         size(len(data))
+
+
+def _observe(turns: TurnWatch, side: Side, data: bytes) -> None:
+    """One text message, for the connection's turns: a turn message, or an event."""
+    if side is Side.CLIENT:
+        if message_code(data, CLIENT_PREFIXES, CLIENT_CODES):
+            turns.request()
+        return
+    code = message_code(data, SERVER_PREFIXES, SERVER_CODES)
+    if code:
+        turns.event(code)
 
 
 # A client text frame that is not UTF-8 (RFC 6455 8.1): the client is failed with 1007.
@@ -251,11 +280,14 @@ async def relay(
     outbound: Meters,
     filters: Filters = IDENTITY,
     backend_lost_code: int = CLOSE_INTERNAL_ERROR,
+    turns: TurnWatch | None = None,
 ) -> Outcome:
     """Pump both directions until one side ends, then end the other side to match.
 
     `backend_lost_code` is what the client gets when the backend vanishes without a
     close frame (the route's legacy code may have used another code than 1011).
+    `turns`: the connection's turns, watched on both pumps; the caller ends them, as it
+    alone knows whether the proxy itself closed the connection (shutdown, drain, stall).
     """
     sockets: dict[Side, Socket] = {Side.CLIENT: client, Side.BACKEND: backend}
     pumps = {
@@ -267,6 +299,7 @@ async def relay(
                 inbound,
                 translate=filters.inbound,
                 tap=filters.inbound_tap,
+                turns=turns,
             )
         ),
         asyncio.create_task(
@@ -277,6 +310,7 @@ async def relay(
                 outbound,
                 translate=filters.outbound,
                 tap=filters.outbound_tap,
+                turns=turns,
             )
         ),
     }

@@ -7,7 +7,10 @@ arrived; close frames, pings and permessage-deflate pass end to end. Each direct
 (proxy/relay/direction.py) scans frame headers only: to count messages, end one over
 `relay.max_message_bytes` with 1009, see each side's close frame, and put a close frame
 of the proxy's own (1001 on shutdown, 1012 on drain, 1001/1011 for a vanished peer)
-only ever between two frames.
+only ever between two frames. With turn observation on, the scanners also read each
+text message's type from its first bytes (proxy/relay/turnscan.py), and the tunnel
+keeps the connection's turn state (proxy/relay/turns.py) in one slot: the shared idle
+state while no turn is open, the open turn otherwise.
 
 Frames the proxy sends toward the backend are masked: to the backend it is a client.
 Backpressure: when one side's socket cannot take more, the other socket stops being
@@ -49,6 +52,8 @@ from strangler.proxy.relay.frame_relay import (
     gone_reason,
 )
 from strangler.proxy.relay.handshake import RawUpstream, accept_key, check_client
+from strangler.proxy.relay.turns import State, Turn, TurnMeters, each_code, left_by_client
+from strangler.proxy.relay.turnscan import CODE_BITS
 from strangler.proxy.relay.wsframes import FrameScanner, close_frame
 
 # A backend's close code that judges what the client sent (bad input, by reason).
@@ -69,8 +74,8 @@ class Tunnel:
         "_finished",
         "_from_backend",
         "_from_client",
-        "_loop",
         "_request_protocol",
+        "_turns",
         "_upstream",
         "_writer",
     )
@@ -86,6 +91,7 @@ class Tunnel:
         inbound: Meters,
         outbound: Meters,
         backend_lost_code: int,
+        turns: TurnMeters | None = None,
     ) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         client = cast(asyncio.Transport, request.transport)
@@ -98,23 +104,25 @@ class Tunnel:
         # an idle connection costs beyond nginx.
         self._client_hop = Hop(client)
         self._backend_hop = Hop(upstream.transport)
+        observe = turns is not None
         self._from_client = Direction(
             self,
             Side.CLIENT,
-            FrameScanner(max_message_bytes, masked=True),
+            FrameScanner(max_message_bytes, masked=True, observe=observe),
             inbound,
             self._backend_hop,
         )
         self._from_backend = Direction(
             self,
             Side.BACKEND,
-            FrameScanner(max_message_bytes, masked=False),
+            FrameScanner(max_message_bytes, masked=False, observe=observe),
             outbound,
             self._client_hop,
         )
         self._end: End | None = None
-        self._loop = asyncio.get_running_loop()
-        self._finished: asyncio.Future[None] = self._loop.create_future()
+        # The loop is asked for where needed, not kept: its slot holds the turn state.
+        self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turns: State | None = turns.idle if turns is not None else None
         self._deadline: asyncio.TimerHandle | None = None
         self._draining: asyncio.Task[None] | None = None
 
@@ -155,7 +163,9 @@ class Tunnel:
             await asyncio.shield(self._finished)
         finally:
             self._stop()
-        return self.outcome()
+            outcome = self.outcome()
+            self._turns_end(left_by_client(outcome.label, outcome.bad_input))
+        return outcome
 
     def outcome(self) -> Outcome:
         end = self._end or End(Side.CLIENT, EndKind.GONE)
@@ -196,6 +206,36 @@ class Tunnel:
         data = clip_reason(reason)
         self._close_both({Side.CLIENT: (code, data), Side.BACKEND: (code, data)})
         await asyncio.shield(self._finished)
+
+    # -- turns ------------------------------------------------------------------------
+
+    def turn_events(self, source: Side, events: int) -> None:
+        """What the text messages `source` sent were (the scanner's packed codes)."""
+        state = self._turns
+        if state is None:
+            return
+        if source is Side.CLIENT:
+            # Every code a client's scanner reports is a turn message (TURN).
+            while events:
+                state = state.request(self)
+                events >>= CODE_BITS
+        elif events >> CODE_BITS:
+            for code in each_code(events):
+                state = state.event(self, code)
+        else:
+            state = state.event(self, events)
+        self._turns = state
+
+    def turn_expired(self, turn: Turn) -> None:
+        """The open turn's timer ran out (proxy/relay/turns.py)."""
+        if self._turns is turn:
+            self._turns = turn.expired(self)
+
+    def _turns_end(self, client_left: bool) -> None:
+        state = self._turns
+        if state is not None:
+            self._turns = None
+            state.ended(client_left)
 
     # -- events -----------------------------------------------------------------------
 
@@ -294,7 +334,7 @@ class Tunnel:
             return  # finishing the last frame before the proxy's close
         if not self._upstream.transport.is_closing():
             self._upstream.transport.pause_reading()
-        self._draining = self._loop.create_task(self._client_drained())
+        self._draining = asyncio.get_running_loop().create_task(self._client_drained())
 
     async def _client_drained(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -320,7 +360,8 @@ class Tunnel:
             self._end = end
         if self._deadline is None:
             # However the ending goes, it is over within the close timeout.
-            self._deadline = self._loop.call_later(self._close_timeout, self._abort)
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self._close_timeout, self._abort)
 
     def _inject(self, toward: Side, code: int, reason: bytes) -> None:
         hop = self.hop(toward)
@@ -384,6 +425,7 @@ async def accept(
     inbound: Meters,
     outbound: Meters,
     backend_lost_code: int,
+    turns: TurnMeters | None = None,
 ) -> tuple[web.StreamResponse, Tunnel | None]:
     """Answer the client's upgrade with what the backend agreed; the tunnel, or None if
     the client left during the handshake. A malformed client handshake raises the 400
@@ -423,6 +465,7 @@ async def accept(
         inbound=inbound,
         outbound=outbound,
         backend_lost_code=backend_lost_code,
+        turns=turns,
     )
     tunnel.attach()
     return response, tunnel

@@ -40,6 +40,18 @@ sends (every frame must be masked), `masked=False` for what a server sends (none
   `pending_before + error_offset` held bytes may go. `messages` and `payload_bytes`
   count only what lies before the offending frame.
 
+- `events`: with `observe=True`, what the text messages in this chunk were, for turn
+  observation (proxy/relay/turns.py): each message's code (proxy/relay/turnscan.py: a
+  turn message from a client, a golden-path event or `agent_error` from a server),
+  four bits each in the order they came, the first in the highest bits; 0 when none
+  was. The type is read from the first bytes of the payload: where it usually is
+  (`{"type": "...`) it is looked up in place, without a copy or a parse (a client's
+  frame has only its first bytes unmasked); elsewhere the first
+  `turnscan.READ_LIMIT` bytes are scanned as JSON. A payload whose first bytes are cut
+  by the end of a chunk, or spread over fragments, is read on in the next ones (those
+  bytes alone are kept, at most READ_LIMIT), and the code is reported with the chunk
+  that completed them.
+
 After an error the scanner is failed and every later `Scan` repeats the error with
 `error_offset` 0 (nothing more may be forwarded). After 1009 the framing is still
 intact, so it keeps walking frames (without limits) and still reports `close_seen`: a
@@ -58,6 +70,18 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from strangler.proxy.relay.closecodes import CLOSE_PROTOCOL_ERROR, close_body_error
+from strangler.proxy.relay.turnscan import (
+    CLIENT_CODES,
+    CLIENT_PREFIXES,
+    CODE_BITS,
+    FAST_WINDOW,
+    NEED_MORE,
+    READ_LIMIT,
+    SERVER_CODES,
+    SERVER_PREFIXES,
+    VALUE_AT,
+    type_code,
+)
 
 CLOSE_TOO_BIG = 1009
 
@@ -83,6 +107,28 @@ class Scan(NamedTuple):
     close_code: int | None = None
     error: int = 0
     error_offset: int = 0
+    events: int = 0
+
+
+class _Prefix:
+    """The first bytes of a text message whose type the bytes so far could not tell."""
+
+    __slots__ = ("buf", "key", "phase")
+
+    def __init__(self, key: bytes | None) -> None:
+        self.buf = b""  # unmasked, at most READ_LIMIT bytes
+        self.key = key  # the mask of the frame being read (None: unmasked)
+        self.phase = 0  # payload bytes of that frame seen so far
+
+    def add(self, data: bytes, start: int, count: int) -> None:
+        room = READ_LIMIT - len(self.buf)
+        piece = data[start : start + min(count, room)]
+        key = self.key
+        if key is not None and piece:
+            phase = self.phase % 4
+            piece = apply_mask(piece, key[phase:] + key[:phase])
+        self.phase += count
+        self.buf += piece
 
 
 # What the frame being read is, for when its payload ends.
@@ -104,13 +150,21 @@ class FrameScanner:
         "_need",
         "_rsv",
         "_stash",
+        "_typing",
         "close_code",
         "closed",
         "masked",
         "max_message_bytes",
     )
 
-    def __init__(self, max_message_bytes: int, *, masked: bool, extensions: bool = True) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int,
+        *,
+        masked: bool,
+        extensions: bool = True,
+        observe: bool = False,
+    ) -> None:
         if max_message_bytes < 0:
             raise ValueError("max_message_bytes must be >= 0 (0: no limit)")
         self.max_message_bytes = max_message_bytes
@@ -124,6 +178,10 @@ class FrameScanner:
         self._msg_bytes = 0  # payload of the current message so far
         self._stash = b""  # the start of a frame header cut by the end of a chunk
         self._error = 0
+        # Turn observation: False off; None on, between messages; a _Prefix while the
+        # first bytes of a text message are read on (one slot: an idle scanner is no
+        # bigger with observation on).
+        self._typing: _Prefix | bool | None = None if observe else False
         self.closed = False  # a close frame has been seen
         self.close_code: int | None = None  # ... with this code (None: none in it)
 
@@ -152,6 +210,11 @@ class FrameScanner:
         if self._error and self._error != CLOSE_TOO_BIG:
             return Scan(error=self._error)
         counting = not self._error
+        typing = self._typing
+        if not isinstance(data, bytes):
+            data = bytes(data)  # types are read from bytes (a view comes only after a 1009)
+        collecting = typing.__class__ is _Prefix
+        events = 0
         n = len(data)
         pos = 0
         messages = 0
@@ -165,11 +228,19 @@ class FrameScanner:
                 kind = self._kind
                 if kind != _CONTROL and counting:
                     nbytes += take
+                    if collecting:
+                        read = self._read_on(data, pos, take, kind == _LAST and take == need)
+                        if read != NEED_MORE:
+                            collecting = False
+                            if read:
+                                events = events << CODE_BITS | read
                 pos += take
                 need -= take
                 self._need = need
                 if need:
-                    return Scan(messages, nbytes, False, 0, close_seen, close_code, self._error)
+                    return Scan(
+                        messages, nbytes, False, 0, close_seen, close_code, self._error, 0, events
+                    )
                 if kind == _LAST and counting:
                     messages += 1
             # At a frame boundary: the next header, possibly begun in the previous chunk.
@@ -186,6 +257,8 @@ class FrameScanner:
                     close_seen,
                     close_code,
                     self._error,
+                    0,
+                    events,
                 )
             b0 = head[0]
             b1 = head[1]
@@ -230,6 +303,8 @@ class FrameScanner:
                         close_seen,
                         close_code,
                         self._error,
+                        0,
+                        events,
                     )
                 body = (stash + bytes(data[pos : pos + whole]))[hl:]
                 if self._mask_bit and body:
@@ -254,7 +329,9 @@ class FrameScanner:
                 self._need = 0
                 if not first:
                     return Scan(0, 0, True, 0, close_seen, close_code, self._error)
-                return Scan(messages, nbytes, True, 0, close_seen, close_code, violation, start)
+                return Scan(
+                    messages, nbytes, True, 0, close_seen, close_code, violation, start, events
+                )
             self._need = ln
             if too_big and counting:
                 # The walk goes on without limits and without counting, only to see
@@ -274,13 +351,98 @@ class FrameScanner:
                     close_code if close_seen else rest.close_code,
                     CLOSE_TOO_BIG,
                     error_at,
+                    events,
                 )
+            if typing is not False and counting and op <= OP_TEXT:
+                # The first bytes of a text message: its type, for turn observation.
+                if op == OP_TEXT:
+                    # Inline, the usual case: `{"type": "T"` whole in this chunk, a
+                    # server's read in place, a client's first bytes unmasked at once.
+                    known = None
+                    if not self._mask_bit:
+                        close = data.find(b'"', pos + VALUE_AT + 1, pos + FAST_WINDOW)
+                        if 0 < close < pos + ln:
+                            known = SERVER_PREFIXES.get(data[pos:close])
+                    elif ln >= FAST_WINDOW and pos + FAST_WINDOW <= n:
+                        window = (
+                            _from_bytes(data[pos : pos + FAST_WINDOW], "little")
+                            ^ _from_bytes(head[hl - 4 : hl], "little") * _KEY_STREAM
+                        ).to_bytes(FAST_WINDOW, "little")
+                        close = window.find(b'"', VALUE_AT + 1)
+                        if close > 0:
+                            known = CLIENT_PREFIXES.get(window[:close])
+                    if known is None:
+                        known = self._type_at(data, pos, n, ln, fin, head, hl)
+                        collecting = known == NEED_MORE
+                    if known > 0:
+                        events = events << CODE_BITS | known
+                elif collecting:
+                    read = self._next_fragment(ln, fin, head[hl - 4 : hl])
+                    if read != NEED_MORE:
+                        collecting = False
+                        if read:
+                            events = events << CODE_BITS | read
             if not ln and self._kind == _LAST and counting:
                 messages += 1
+
+    def _type_at(
+        self, data: bytes, pos: int, n: int, ln: int, fin: int, head: bytes, hl: int
+    ) -> int:
+        """The code of a text message whose payload starts at `pos`, or NEED_MORE (the
+        scanner then reads on, from `pos`)."""
+        avail = n - pos if n - pos < ln else ln
+        if not self._mask_bit:
+            # A server's frame: read in place.
+            code = type_code(data, pos, pos + avail, SERVER_CODES, avail == ln and bool(fin))
+            if code == NEED_MORE:
+                self._typing = _Prefix(None)
+            return code
+        # A client's: only the first bytes are unmasked.
+        key = head[hl - 4 : hl]
+        if avail > FAST_WINDOW:
+            avail = FAST_WINDOW
+            whole = False
+        else:
+            whole = avail == ln and bool(fin)
+        code = type_code(apply_mask(data[pos : pos + avail], key), 0, avail, CLIENT_CODES, whole)
+        if code == NEED_MORE:
+            self._typing = _Prefix(key)
+        return code
+
+    def _next_fragment(self, ln: int, fin: int, key: bytes) -> int:
+        """A continuation frame of a message whose type is still being read."""
+        typing = self._typing
+        assert isinstance(typing, _Prefix)
+        typing.key = key if self._mask_bit else None
+        typing.phase = 0
+        if ln or not fin:
+            return NEED_MORE
+        return self._decide(typing, True)
+
+    def _read_on(self, data: bytes, pos: int, take: int, last: bool) -> int:
+        """More payload of a message whose type is still being read."""
+        typing = self._typing
+        assert isinstance(typing, _Prefix)
+        typing.add(data, pos, take)
+        return self._decide(typing, last)
+
+    def _decide(self, typing: _Prefix, whole: bool) -> int:
+        buf = typing.buf
+        codes = CLIENT_CODES if self._mask_bit else SERVER_CODES
+        code = type_code(buf, 0, len(buf), codes, whole or len(buf) >= READ_LIMIT)
+        if code != NEED_MORE:
+            self._typing = None
+        return code
 
     def _walk_after_error(self, data: bytes | bytearray | memoryview, pos: int) -> Scan:
         """The rest of a chunk after a 1009 was reported in it (only closes matter)."""
         return self.feed(memoryview(data)[pos:]) if pos < len(data) or self._need else Scan()
+
+
+_from_bytes = int.from_bytes
+# A 4-byte mask as an int times this is the mask repeated over FAST_WINDOW bytes (a
+# whole number of words): no carries, each copy stays in its own 32 bits.
+_KEY_STREAM = sum(1 << 32 * i for i in range(FAST_WINDOW // 4))
 
 
 def _header_length(b1: int) -> int:

@@ -37,6 +37,8 @@ from strangler.proxy.relay.frame_relay import (
     relay,
 )
 from strangler.proxy.relay.tunnel import accept as accept_tunnel
+from strangler.proxy.relay.turnbook import TurnBook
+from strangler.proxy.relay.turns import TurnWatch, left_by_client
 from strangler.proxy.release.control import ReleaseControl
 from strangler.proxy.serving.backends import PRIMARY, Backends
 from strangler.proxy.shadow.hub import ShadowHub
@@ -64,6 +66,8 @@ class Serving:
         self._connections = connections
         self._shadow = shadow
         self._release = release
+        # Every connection's turns, counted per route, mode and serving backend.
+        self._turns = TurnBook(metrics, config.relay.turn_timeout)
 
     def serve(
         self,
@@ -171,6 +175,8 @@ class Serving:
         )
         logged = self._connections.opened(conn, decision, backend_name, dialect)
         outcome_label = "client_gone"
+        bad_input = None
+        turns = TurnWatch(self._turns.meters(route.name, decision.mode.value, backend_name))
         try:
             outcome = await relay(
                 client_ws,
@@ -180,11 +186,13 @@ class Serving:
                 filters=filters,
                 backend_lost_code=route.upstream_lost_close_code
                 or self._config.relay.upstream_lost_close_code,
+                turns=turns,
             )
-            outcome_label = outcome.label
+            outcome_label, bad_input = outcome.label, outcome.bad_input
             self._relayed(conn, decision, backend_name, outcome)
         finally:
             outcome_label = self._connections.forget(conn, outcome_label)
+            turns.ended(left_by_client(outcome_label, bad_input))
             logged.closed(outcome_label, client_ws.close_code)
             if tee is not None:
                 tee.primary_closed()
@@ -226,6 +234,7 @@ class Serving:
             outbound=self._meters(route, backend_name, "backend_to_client"),
             backend_lost_code=route.upstream_lost_close_code
             or relay_settings.upstream_lost_close_code,
+            turns=self._turns.meters(route.name, decision.mode.value, backend_name),
         )
         if tunnel is None:
             return response

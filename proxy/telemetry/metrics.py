@@ -105,6 +105,25 @@ SECONDARY_QUEUES = ("to_secondary", "from_secondary", "compare")
 # opened, a turn not compared, an open secondary closed.
 SHADOW_SHED = ("secondary_refused", "turn_skipped", "secondary_closed")
 
+# How an observed turn ended (strangler_turns_total; proxy/relay/turns.py says when).
+TURN_OUTCOMES = ("completed", "incomplete", "errored", "abandoned", "interrupted", "timed_out")
+# The golden path, in order: the `event` label of strangler_turn_missing_events_total.
+GOLDEN_PATH = (
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_completed",
+)
+# The backend serving each mode's client (the primary in shadow and live): the
+# (mode, backend) pairs whose turn series are primed.
+PRIMARY_BACKENDS = (
+    ("legacy", "legacy"),
+    ("unified", "unified"),
+    ("shadow", "legacy"),
+    ("live", "unified"),
+)
+
 # Why an admin listener refused a request (proxy/admin/trust.py): a Host it does not
 # answer to (421), a cross-site request that would change state (403).
 ADMIN_REFUSALS = ("host", "origin")
@@ -139,6 +158,8 @@ class Tally:
 
 
 _TURN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# Observed turns: from a first event within milliseconds to a long agent run.
+_OBSERVED_TURN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -308,6 +329,39 @@ class Metrics:
             buckets=_TURN_BUCKETS,
             registry=r,
         )
+        # -- every turn, on every mode and backend (proxy/relay/turns.py) -----------------
+        self.turns_started = Counter(
+            "strangler_turns_started",
+            "Turns started: client turn messages, and agent_started with no turn open.",
+            ["route", "mode", "backend"],
+            registry=r,
+        )
+        self.turns = Counter(
+            "strangler_turns",
+            "Turns that ended, by outcome (completed: the whole golden path).",
+            ["route", "mode", "backend", "outcome"],
+            registry=r,
+        )
+        self.turn_missing_events = Counter(
+            "strangler_turn_missing_events",
+            "Golden-path event types missing from incomplete turns, once per turn and type.",
+            ["route", "mode", "backend", "event"],
+            registry=r,
+        )
+        self.turn_time_to_first_event = Histogram(
+            "strangler_turn_time_to_first_event_seconds",
+            "Seconds from a client's turn message to the turn's first event.",
+            ["route", "mode", "backend"],
+            buckets=_OBSERVED_TURN_BUCKETS,
+            registry=r,
+        )
+        self.turn_time_to_complete = Histogram(
+            "strangler_turn_time_to_complete_seconds",
+            "Seconds from a turn's start to its agent_completed.",
+            ["route", "mode", "backend"],
+            buckets=_OBSERVED_TURN_BUCKETS,
+            registry=r,
+        )
         # -- release management: fallback, drift, drain, guards --------------------------
         self.fallbacks = Counter(
             "strangler_fallbacks",
@@ -415,6 +469,13 @@ class Metrics:
                 self.secondary_skipped.labels(route, reason)
             for queue in SECONDARY_QUEUES:
                 self.secondary_dropped.labels(route, queue)
+            # Reliability is a ratio of these: each mode's serving backend has a zero
+            # series for every outcome before its first turn.
+            for mode, backend in PRIMARY_BACKENDS:
+                if mode in modes:
+                    self.turns_started.labels(route, mode, backend)
+                    for outcome in TURN_OUTCOMES:
+                        self.turns.labels(route, mode, backend, outcome)
             for reason in SHADOW_SHED:
                 self.shadow_shed.labels(route, reason)
 

@@ -52,7 +52,7 @@ def test_every_problem_in_a_file_is_reported_at_once_with_its_line_and_column() 
         "(one of main, main_payload, flat, factory, isolated, legacy)",
         f"{SOURCE}:6:18: routes[1].path: must start with '/', got 'ws'",
         f"{SOURCE}:8:3: relay.colour: unknown key (expected one of close_timeout, "
-        "grace_period, max_message_bytes, tunnel, upstream_lost_close_code)",
+        "grace_period, max_message_bytes, tunnel, turn_timeout, upstream_lost_close_code)",
         f"{SOURCE}:9:3: relay.max_message_bytes: must be a whole number, not a string",
         f"{SOURCE}:10:7: jwt.secret_env: the environment variable it names is not set or empty",
     ]

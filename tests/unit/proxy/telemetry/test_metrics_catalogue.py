@@ -59,6 +59,18 @@ BOUNDED: dict[tuple[str, str], tuple[str, ...]] = {
     ("strangler_mismatches_total", "category"): tuple(c.value for c in Category),
     ("strangler_turn_duration_seconds", "backend"): _BACKENDS,
     ("strangler_turn_first_event_seconds", "backend"): _BACKENDS,
+    ("strangler_turns_started_total", "mode"): _MODES,
+    ("strangler_turns_started_total", "backend"): _BACKENDS,
+    ("strangler_turns_total", "mode"): _MODES,
+    ("strangler_turns_total", "backend"): _BACKENDS,
+    ("strangler_turns_total", "outcome"): metrics_module.TURN_OUTCOMES,
+    ("strangler_turn_missing_events_total", "mode"): _MODES,
+    ("strangler_turn_missing_events_total", "backend"): _BACKENDS,
+    ("strangler_turn_missing_events_total", "event"): metrics_module.GOLDEN_PATH,
+    ("strangler_turn_time_to_first_event_seconds", "mode"): _MODES,
+    ("strangler_turn_time_to_first_event_seconds", "backend"): _BACKENDS,
+    ("strangler_turn_time_to_complete_seconds", "mode"): _MODES,
+    ("strangler_turn_time_to_complete_seconds", "backend"): _BACKENDS,
 }
 
 
