@@ -229,6 +229,9 @@ class ShedSettings:
     max_shadow_cpu_share: Share = setting(
         0.3, "Share of the process's time the shadow comparison may take."
     )
+    max_process_cpu_share: Share = setting(
+        0.9, "Share of one core the whole process may use before shadow work gives way."
+    )
     sample_ms: Annotated[StrictFloat, Field(gt=0)] = setting(
         50.0, "How often lag and the comparison's time are sampled, in ms."
     )

@@ -19,6 +19,7 @@ import logging
 import logging.handlers
 import queue
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field, replace
@@ -174,7 +175,8 @@ class ShadowHub:
         self._open.pop(tee, None)
 
     async def watch(self) -> None:
-        """Sample the loop's lag and the comparisons' time, and shed what the level says.
+        """Sample the loop's lag, the comparisons' time and the process's CPU time, and
+        shed what the level says.
 
         The lag is how late a short timer fires: every frame of every connection waited
         as long. Runs until cancelled (at the proxy's stop).
@@ -184,16 +186,16 @@ class ShadowHub:
             return
         loop = asyncio.get_running_loop()
         every = settings.sample_ms / 1000
-        last = loop.time()
+        last, last_cpu = loop.time(), time.process_time()
         while True:
             planned = loop.time() + every
             await asyncio.sleep(every)
-            now = loop.time()
+            now, cpu = loop.time(), time.process_time()
             busy, self.busy = self.busy, 0.0
             reading = self.shedder.sample(
-                max(0.0, now - planned), busy, now - last, len(self._open)
+                max(0.0, now - planned), busy, cpu - last_cpu, now - last, len(self._open)
             )
-            last = now
+            last, last_cpu = now, cpu
             self.metrics.shed_level.set(reading.level)
             if reading.close:
                 # The newest first; closing takes the tee out of `_open` at once.
@@ -209,8 +211,8 @@ class ShadowHub:
             return "off"
         shed = ", ".join(f"{n} {reason}" for reason, n in sorted(self.shed_counts.items()))
         return (
-            f"{s.level.label} (loop lag {s.lag * 1000:.0f} ms, comparison {s.share:.0%});"
-            f" shed since start: {shed or 'nothing'}"
+            f"{s.level.label} (loop lag {s.lag * 1000:.0f} ms, comparison {s.share:.0%},"
+            f" process CPU {s.process:.0%}); shed since start: {shed or 'nothing'}"
         )
 
     def stop(self) -> None:

@@ -1,9 +1,12 @@
 """When shadow work gives way to the primary: the shedding levels and when to change them.
 
 Pure code: no sockets, no asyncio, no clock. The shadow hub (proxy/shadow/hub.py) takes
-a sample every ``sample_ms``: how late the event loop ran a timer (the lag every
-primary frame waits as well) and how much of the time since the last sample the
-comparison took (its share of this process's one core). `Shedder.sample` turns them
+a sample every ``sample_ms`` of three things: how late the event loop ran a timer (the
+lag every primary frame waits as well), how much of the time since the last sample
+the comparison took, and how much of its one core the whole process used. The last
+is what protects the primary by design: a process with no spare CPU queues the
+primary's frames behind the secondary's, however small the comparison's own share
+(the secondary's socket work is not the comparison's). `Shedder.sample` turns them
 into a level, and at the last level into a number of secondaries to close.
 
 The levels shed what loses the least first, so every verdict that is still given is
@@ -18,8 +21,9 @@ judged from whole data:
 
 Each level includes the ones before it. Shedding steps up one level after
 ``escalate_after`` samples over budget in a row, and back one level after
-``recover_after`` calm samples in a row (both signals under half their budget), so
-work only comes back once the process has room for it.
+``recover_after`` calm samples in a row (lag and the comparison's share under half
+their budget, the process under four fifths of its), so work only comes back once the
+process has room for it.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class Reading:
 class Shedder:
     """The shedding level, moved by samples of loop lag and the comparison's time."""
 
-    __slots__ = ("_calm", "_over", "_settings", "lag", "level", "share")
+    __slots__ = ("_calm", "_over", "_settings", "lag", "level", "process", "share")
 
     def __init__(self, settings: ShedSettings) -> None:
         self._settings = settings
@@ -67,18 +71,24 @@ class Shedder:
         self._calm = 0  # calm samples in a row
         self.lag = 0.0  # the last sample's, for the status page
         self.share = 0.0
+        self.process = 0.0
 
-    def sample(self, lag: float, busy: float, elapsed: float, secondaries: int) -> Reading:
-        """One sample: ``lag`` seconds late, ``busy`` seconds of comparison in the last
-        ``elapsed`` seconds, ``secondaries`` open now."""
+    def sample(
+        self, lag: float, busy: float, cpu: float, elapsed: float, secondaries: int
+    ) -> Reading:
+        """One sample: ``lag`` seconds late; in the last ``elapsed`` seconds, ``busy``
+        seconds of comparison and ``cpu`` seconds of the process's CPU time;
+        ``secondaries`` open now."""
         settings = self._settings
         if not settings.enabled:
             return Reading(Level.NONE, False)
         max_lag = settings.max_loop_lag_ms / 1000
         share = busy / elapsed if elapsed > 0 else 0.0
-        self.lag, self.share = lag, share
-        over = lag > max_lag or share > settings.max_shadow_cpu_share
-        calm = lag < max_lag / 2 and share < settings.max_shadow_cpu_share / 2
+        process = cpu / elapsed if elapsed > 0 else 0.0
+        self.lag, self.share, self.process = lag, share, process
+        max_share, max_process = settings.max_shadow_cpu_share, settings.max_process_cpu_share
+        over = lag > max_lag or share > max_share or process > max_process
+        calm = lag < max_lag / 2 and share < max_share / 2 and process < max_process * 0.8
         if over:
             self._calm = 0
             self._over += 1

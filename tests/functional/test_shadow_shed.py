@@ -30,12 +30,14 @@ flags:
     targets: {shadow: [sam]}
     guard: {max_mismatch_ratio: 0.5, min_samples: 1000}
 """
-# Sampled every 20 ms; a stall of 150 ms is over the 40 ms budget whatever the machine,
+# Sampled every 20 ms; a stall of 150 ms is over the 40 ms budget whatever the machine
+# (this one process also runs the backends and the client: its CPU is not the signal),
 # each one steps up a level, and nothing steps back down during the test.
 SHED = """
 shadow:
   compare: {timeout_factor: 2, timeout_floor: 0.5}
-  shed: {max_loop_lag_ms: 40, sample_ms: 20, escalate_after: 1, recover_after: 1000000}
+  shed: {max_loop_lag_ms: 40, max_process_cpu_share: 1.0, sample_ms: 20, escalate_after: 1,
+         recover_after: 1000000}
 """
 STALL = 0.15
 START = json.dumps({"type": "start_agent", "payload": {"user_request": "Optimize my costs"}})

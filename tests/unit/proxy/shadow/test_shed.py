@@ -19,8 +19,10 @@ LAGGING = 0.050
 CALM = 0.001
 
 
-def feed(shedder: Shedder, lag: float, times: int, *, busy: float = 0.0) -> list[Reading]:
-    return [shedder.sample(lag, busy, 0.05, 8) for _ in range(times)]
+def feed(
+    shedder: Shedder, lag: float, times: int, *, busy: float = 0.0, cpu: float = 0.0
+) -> list[Reading]:
+    return [shedder.sample(lag, busy, cpu, 0.05, 8) for _ in range(times)]
 
 
 def test_within_budget_nothing_is_shed() -> None:
@@ -58,16 +60,28 @@ def test_comparison_time_alone_is_over_budget() -> None:
     assert shedder.share == pytest.approx(0.4)
 
 
+def test_a_process_without_spare_cpu_is_over_budget_and_recovers_below_four_fifths() -> None:
+    # The comparison may take little; the secondary's socket work is not counted there.
+    shedder = Shedder(SETTINGS)  # the process's budget: 0.9 of its core by default
+    feed(shedder, CALM, 2, cpu=0.048)  # 96 % of 50 ms
+    assert shedder.level is Level.REFUSE
+    assert shedder.process == pytest.approx(0.96)
+    feed(shedder, CALM, 10, cpu=0.040)  # 80 %: within budget, not calm
+    assert shedder.level is Level.REFUSE
+    feed(shedder, CALM, 3, cpu=0.035)  # 70 %: calm
+    assert shedder.level is Level.NONE
+
+
 def test_at_the_last_level_every_sample_over_budget_closes_a_share_of_secondaries() -> None:
     shedder = Shedder(SETTINGS)
     readings = feed(shedder, LAGGING, 6)
     # Nothing is closed on the step up itself: what it sheds has not shown yet.
     assert [r.close for r in readings] == [0] * 6
-    assert shedder.sample(LAGGING, 0.0, 0.05, 8).close == 2  # a quarter of 8
-    assert shedder.sample(LAGGING, 0.0, 0.05, 1).close == 1  # at least one
-    assert shedder.sample(LAGGING, 0.0, 0.05, 0).close == 0
+    assert shedder.sample(LAGGING, 0.0, 0.0, 0.05, 8).close == 2  # a quarter of 8
+    assert shedder.sample(LAGGING, 0.0, 0.0, 0.05, 1).close == 1  # at least one
+    assert shedder.sample(LAGGING, 0.0, 0.0, 0.05, 0).close == 0
     # Within budget but not calm: nothing more is closed, and the level holds.
-    reading = shedder.sample(0.015, 0.0, 0.05, 8)
+    reading = shedder.sample(0.015, 0.0, 0.0, 0.05, 8)
     assert (reading.level, reading.close) == (Level.CLOSE, 0)
 
 
