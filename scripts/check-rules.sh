@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Check the Prometheus rules of the monitoring mixin: syntax and semantics of both rule
-# files (`promtool check rules`), then their unit tests (`promtool test rules`).
+# Check the Prometheus rules of the monitoring mixin: syntax and semantics of the rule
+# files (`promtool check rules`; slo.rules.yml is `strangler slo rules` output), then
+# their unit tests (`promtool test rules`).
 # Exits non-zero on the first failure. Needs promtool: scripts/install-promtool.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ if ! command -v promtool >/dev/null 2>&1; then
     exit 2
 fi
 
-promtool check rules "$rules/recording.rules.yml" "$rules/alerts.rules.yml"
+promtool check rules "$rules/recording.rules.yml" "$rules/alerts.rules.yml" "$rules/slo.rules.yml"
 
 shopt -s nullglob
 tests=("$rules"/tests/*.yml)

@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     from strangler.proxy.commands.shadow import add_shadow_parser
 
     add_shadow_parser(sub)  # strangler shadow explain|noise (proxy/commands/shadow.py)
+    from strangler.proxy.commands.slo import add_slo_parser
+
+    add_slo_parser(sub)  # strangler slo rules (proxy/commands/slo.py)
     add_completion_parser(sub).set_defaults(func=_cmd_completion)
     finish_help(parser)
     return parser

@@ -100,6 +100,11 @@ EXAMPLES: Final[dict[str, str]] = {
     "flags export": """\
   strangler flags export --flagd flags.yaml > flags.flagd.json
   strangler flags export --flagd flags.yaml --flag unified_router""",
+    "slo": """\
+  strangler slo rules > dashboards/prometheus/slo.rules.yml""",
+    "slo rules": """\
+  strangler slo rules > dashboards/prometheus/slo.rules.yml     # 99.5% everywhere
+  strangler slo rules --objective 99.9 --objective-for factory:legacy=99 > slo.rules.yml""",
     "completion": """\
   source <(strangler completion bash)               # this shell only
   strangler completion bash > ~/.local/share/bash-completion/completions/strangler

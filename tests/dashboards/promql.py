@@ -28,7 +28,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards" / "grafana"
 RULES = ROOT / "dashboards" / "prometheus"
-RULE_FILES = (RULES / "recording.rules.yml", RULES / "alerts.rules.yml")
+RULE_FILES = (
+    RULES / "recording.rules.yml",
+    RULES / "alerts.rules.yml",
+    RULES / "slo.rules.yml",
+)
 
 # Grafana's variables, replaced by what a test Prometheus holding a minute of data can
 # answer: every route and instance, rate windows that span the whole test.

@@ -73,6 +73,7 @@ def test_commands_complete_at_the_top(script: Path) -> None:
         "conformance",
         "flags",
         "shadow",
+        "slo",
         "completion",
     ]
     assert complete(script, "fl") == ["flags"]
