@@ -216,6 +216,8 @@ class Tunnel:
             return
         if source is Side.CLIENT:
             # Every code a client's scanner reports is a turn message (TURN).
+            state = state.request(self)
+            events >>= CODE_BITS
             while events:
                 state = state.request(self)
                 events >>= CODE_BITS

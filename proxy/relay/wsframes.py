@@ -73,6 +73,7 @@ from strangler.proxy.relay.closecodes import CLOSE_PROTOCOL_ERROR, close_body_er
 from strangler.proxy.relay.turnscan import (
     CLIENT_CODES,
     CLIENT_PREFIXES,
+    CLIENT_WINDOW,
     CODE_BITS,
     FAST_WINDOW,
     NEED_MORE,
@@ -360,14 +361,16 @@ class FrameScanner:
                     # server's read in place, a client's first bytes unmasked at once.
                     known = None
                     if not self._mask_bit:
+                        # A quote found past this payload takes a header byte into the
+                        # slice, never part of a known start: a miss, read below.
                         close = data.find(b'"', pos + VALUE_AT + 1, pos + FAST_WINDOW)
-                        if 0 < close < pos + ln:
+                        if close > 0:
                             known = SERVER_PREFIXES.get(data[pos:close])
-                    elif ln >= FAST_WINDOW and pos + FAST_WINDOW <= n:
+                    elif ln >= CLIENT_WINDOW and pos + CLIENT_WINDOW <= n:
                         window = (
-                            _from_bytes(data[pos : pos + FAST_WINDOW], "little")
-                            ^ _from_bytes(head[hl - 4 : hl], "little") * _KEY_STREAM
-                        ).to_bytes(FAST_WINDOW, "little")
+                            _from_bytes(data[pos : pos + CLIENT_WINDOW])
+                            ^ _from_bytes(head[hl - 4 : hl]) * _KEY_STREAM
+                        ).to_bytes(CLIENT_WINDOW)
                         close = window.find(b'"', VALUE_AT + 1)
                         if close > 0:
                             known = CLIENT_PREFIXES.get(window[:close])
@@ -440,9 +443,10 @@ class FrameScanner:
 
 
 _from_bytes = int.from_bytes
-# A 4-byte mask as an int times this is the mask repeated over FAST_WINDOW bytes (a
-# whole number of words): no carries, each copy stays in its own 32 bits.
-_KEY_STREAM = sum(1 << 32 * i for i in range(FAST_WINDOW // 4))
+# A 4-byte mask as an int times this is the mask repeated over CLIENT_WINDOW bytes (a
+# whole number of words): no carries, each copy stays in its own 32 bits. Big-endian,
+# int.from_bytes's and to_bytes's default: no byte order to parse per call.
+_KEY_STREAM = sum(1 << 32 * i for i in range(CLIENT_WINDOW // 4))
 
 
 def _header_length(b1: int) -> int:
