@@ -135,11 +135,12 @@ class Comparator:
         """Whether ``side``'s next event could be kept for a comparison; when not, only
         its ``type`` matters (the event can be read that far and no further)."""
         index = self._cursor[side]
-        # The event goes to the turn at the cursor, or the one after it when it begins
-        # that one (see `event`); a turn already reported keeps nothing.
+        # The event goes to the turn at the cursor, the one after it when it begins that
+        # one, or, a stray turn end, the one before it (see `event`); a turn already
+        # reported keeps nothing.
         return any(
             turn is not None and self._track(turn, side).keep
-            for turn in (self._find(index), self._find(index + 1))
+            for turn in (self._find(index - 1), self._find(index), self._find(index + 1))
         )
 
     def event(self, side: Side, event: Mapping[str, Any], now: float) -> list[Verdict]:

@@ -35,6 +35,9 @@ flags:
 SHADOW = """
 shadow:
   queue_frames: 64
+  # This one process also runs both backends and the client at full speed: shedding
+  # would rightly engage (proxy/shadow/shed.py), and is not what these tests judge.
+  shed: {enabled: false}
   compare:
     timeout_factor: 2
     timeout_floor: 0.5

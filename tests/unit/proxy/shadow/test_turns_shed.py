@@ -83,3 +83,12 @@ def test_in_live_mode_the_primary_is_unified_and_the_shed_turn_still_pairs() -> 
     book.unified(golden(), 1.1)
     book.legacy(golden(), 1.1)
     assert [v.outcome for v in book.verdicts] == [Outcome.SHED, Outcome.MATCH]
+
+
+def test_a_repeated_turn_end_still_reaches_the_turn_it_repeats() -> None:
+    # Legacy ended turn 0 and no next request is in: a second agent_completed from it
+    # belongs to turn 0, which waits for the secondary, so it must be read whole.
+    book = Playbook()
+    request(book, 0.0)
+    book.legacy(golden(), 0.1)
+    assert book.comparator.keeps(Side.LEGACY)
