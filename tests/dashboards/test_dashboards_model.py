@@ -99,3 +99,24 @@ def test_provisioning_loads_this_directory_and_a_prometheus_from_the_environment
     script = (DASHBOARDS.parents[1] / "scripts" / "grafana.sh").read_text()
     assert 'STRANGLER_DASHBOARDS_DIR="$here/dashboards/grafana"' in script
     assert "${STRANGLER_PROMETHEUS_URL:-http://localhost:9090}" in script
+
+
+def test_the_migration_dashboard_shows_golden_path_reliability_per_backend_and_objective(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    panels = dashboards["migration-overview.json"]["panels"]
+    (row,) = [p for p in panels if p["type"] == "row" and p["title"] == "Golden-path reliability"]
+    below = [p for p in panels if p["gridPos"]["y"] > row["gridPos"]["y"]]
+    exprs = {p["title"]: [t["expr"] for t in p["targets"]] for p in below}
+    (side_by_side,) = [p for p in below if p["type"] == "table"]
+    # Legacy and unified for the same routes, over the dashboard's range and the last hour.
+    a, b, c, d = exprs[side_by_side["title"]]
+    assert 'backend="legacy"' in a and "[$__range]" in a
+    assert 'backend="unified"' in b and "[$__range]" in b
+    assert 'backend="legacy"' in c and "[1h]" in c
+    assert 'backend="unified"' in d and "[1h]" in d
+    assert all('outcome!="abandoned"' in e and "> 0)" in e for e in (a, b, c, d))
+    joined = "\n".join(e for es in exprs.values() for e in es)
+    assert "strangler:golden_path:objective" in joined
+    assert "strangler:golden_path:error_budget_remaining_30d" in joined
+    assert "strangler_turn_missing_events_total" in joined
