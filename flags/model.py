@@ -192,7 +192,8 @@ class Before:
 
 MISMATCH_RATIO = "mismatch_ratio"
 UNIFIED_ERROR_RATIO = "unified_error_ratio"
-WATCHED = (MISMATCH_RATIO, UNIFIED_ERROR_RATIO)
+UNIFIED_TURN_FAILURE_RATIO = "unified_turn_failure_ratio"
+WATCHED = (MISMATCH_RATIO, UNIFIED_ERROR_RATIO, UNIFIED_TURN_FAILURE_RATIO)
 """What a guard watches: the ratio behind each of its limits (the ``guard`` label of the
 guard metrics; the proxy's guards count observations under these names)."""
 
@@ -207,11 +208,14 @@ class Guard:
     """Limits the proxy watches for a flag; a tripped guard is the proxy's business.
 
     Ratios are 0..1 and None when not watched; ``window`` is seconds; no verdict is
-    drawn from fewer than ``min_samples`` turns.
+    drawn from fewer than ``min_samples`` observations (turns, for the turn ratios).
     """
 
     max_mismatch_ratio: float | None = None
     max_unified_error_ratio: float | None = None
+    max_unified_turn_failure_ratio: float | None = None
+    """Unified turns (every mode) that missed the golden path, over those that ended and
+    were not abandoned (docs/SLO.md)."""
     window: float = 300.0
     min_samples: int = 100
     source: str = "local"
@@ -220,7 +224,11 @@ class Guard:
     def __post_init__(self) -> None:
         if self.source not in GUARD_SOURCES:
             raise ValueError(f"guard source must be one of {', '.join(GUARD_SOURCES)}")
-        ratios = (self.max_mismatch_ratio, self.max_unified_error_ratio)
+        ratios = (
+            self.max_mismatch_ratio,
+            self.max_unified_error_ratio,
+            self.max_unified_turn_failure_ratio,
+        )
         if all(r is None for r in ratios):
             raise ValueError("a guard needs at least one ratio")
         if any(r is not None and not 0 <= r <= 1 for r in ratios):

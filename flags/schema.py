@@ -44,10 +44,12 @@ Schema::
                                 #   replica, each taking fleet_rate / replicas (Prometheus
                                 #   counts them; a rate beside it is the fallback)
         guard:                  # optional: limits the proxy watches (it decides what to do)
-          max_mismatch_ratio: 0.05      # 0..1; at least one of the two ratios
+          max_mismatch_ratio: 0.05      # 0..1; at least one of the three ratios
           max_unified_error_ratio: 0.02 # 0..1
+          max_unified_turn_failure_ratio: 0.02  # 0..1: unified turns (every mode) that
+                                #   missed the golden path, abandoned ones aside
           window: 300           #   seconds (default 300)
-          min_samples: 100      #   turns needed before judging (default 100)
+          min_samples: 100      #   observations (turns) needed before judging (default 100)
           source: local         #   whose observations: local (default, this process),
                                 #   fleet (every replica, from Prometheus; the local guard
                                 #   judges while Prometheus is out of reach), or both
@@ -96,9 +98,14 @@ RULE_KEYS = ("name", "when", "segment", "mode", "rollout")
 OPERATORS = tuple(op.value for op in Operator)
 CONDITION_KEYS = ("claim", *OPERATORS)
 BEFORE_KEYS = ("default", "anonymous")
-GUARD_KEYS = (
+GUARD_RATIOS = (
     "max_mismatch_ratio",
     "max_unified_error_ratio",
+    "max_unified_turn_failure_ratio",
+)
+"""A guard's limits, 0..1: it needs at least one."""
+GUARD_KEYS = (
+    *GUARD_RATIOS,
     "window",
     "min_samples",
     "source",

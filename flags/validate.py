@@ -29,6 +29,7 @@ from strangler.flags.schema import (
     DRAIN_KEYS,
     FLAG_KEYS,
     GUARD_KEYS,
+    GUARD_RATIOS,
     MODES,
     NAME,
     ROLLOUT_MODES,
@@ -351,15 +352,9 @@ class Validator(RuleChecks):
                 at, f"must be a mapping such as {{max_mismatch_ratio: 0.05}}, not {kind(raw)}."
             )
         self._reject_unknown_keys(raw, GUARD_KEYS, at)
-        mismatch = unified_error = None
-        if "max_mismatch_ratio" in raw:
-            mismatch = self._ratio(raw["max_mismatch_ratio"], f"{at}.max_mismatch_ratio")
-        if "max_unified_error_ratio" in raw:
-            unified_error = self._ratio(
-                raw["max_unified_error_ratio"], f"{at}.max_unified_error_ratio"
-            )
-        if mismatch is None and unified_error is None:
-            self._fail(at, "needs max_mismatch_ratio or max_unified_error_ratio, or both.")
+        ratios = {key: self._ratio(raw[key], f"{at}.{key}") for key in GUARD_RATIOS if key in raw}
+        if not ratios:
+            self._fail(at, f"needs at least one of {', '.join(GUARD_RATIOS)}.")
         window = self._positive(raw.get("window", 300), f"{at}.window", "seconds")
         min_samples = raw.get("min_samples", 100)
         if (
@@ -380,4 +375,4 @@ class Validator(RuleChecks):
                 + (repr(source) if isinstance(source, str) else kind(source))
                 + ".",
             )
-        return Guard(mismatch, unified_error, window, min_samples, source)
+        return Guard(**ratios, window=window, min_samples=min_samples, source=source)

@@ -153,6 +153,8 @@ def build_admin_app(proxy: Proxy) -> web.Application:
                 "open_connections": by_route_mode,
                 "drift": drift,
                 "guards": proxy.guard_states(),
+                # Golden-path reliability per route and backend, last hour, this process.
+                "reliability": proxy.release.reliability(),
             }
         )
 

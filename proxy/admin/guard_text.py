@@ -16,10 +16,12 @@ from strangler.proxy.admin.wording import clock, counted, number, ratio_text, wo
 _WATCHED = {
     "mismatch_ratio": ("the mismatch ratio", "comparison"),
     "unified_error_ratio": ("the unified error ratio", "unified interaction"),
+    "unified_turn_failure_ratio": ("the unified golden-path failure ratio", "unified turn"),
 }
 _LIMITS = (
     ("max_mismatch_ratio", "mismatches"),
     ("max_unified_error_ratio", "unified errors"),
+    ("max_unified_turn_failure_ratio", "unified turns missing the golden path"),
 )
 HELD = "new connections go to legacy until the flag file changes"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strangler.flags.evaluate import Decision, evaluate
-from strangler.flags.model import WATCHED, Flag, FlagSet, Mode, Reason
+from strangler.flags.model import UNIFIED_TURN_FAILURE_RATIO, WATCHED, Flag, FlagSet, Mode, Reason
 from strangler.flags.watch import FlagWatcher, ReloadResult
 from strangler.proxy.config import Route
 from strangler.proxy.edge.identity import Identity
@@ -28,6 +28,7 @@ from strangler.proxy.relay.connections import Connection, OpenConnections
 from strangler.proxy.release.fleet import Evidence, Verdict, per_replica_rate, verdict
 from strangler.proxy.release.guards import FleetCheck, Guards, Trip
 from strangler.proxy.release.plan import OpenConnection, Plan, audit_changes, plan, rollout_shares
+from strangler.proxy.release.reliability import GOOD, Recent, judged
 from strangler.proxy.telemetry.metrics import Metrics, Tally
 
 log = logging.getLogger("strangler.proxy")
@@ -73,6 +74,8 @@ class ReleaseControl:
     """Whether the fleet guard's last look at Prometheus succeeded (proxy/release/
     fleet_watch.py sets it); while False, `fleet` guards judge locally."""
     audit: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    recent: Recent = field(default_factory=Recent)
+    """Golden-path reliability per route and backend over the last hour, this process."""
     _active_flags: FlagSet = field(init=False)
     _started: bool = field(default=False, init=False)
     _evaluation_tallies: dict[tuple[Any, ...], Tally] = field(default_factory=dict)
@@ -184,6 +187,24 @@ class ReleaseControl:
         trip = self.guards.observe(flag, watched, bad, time.time(), self.fleet_up)
         if trip is not None:
             self._tripped(trip)
+
+    def turn_ended(
+        self, route: str, backend: str, flag: str | None, outcome: str, count: int
+    ) -> None:
+        """Turns that ended (proxy/relay/turnbook.py): into the last hour's reliability,
+        and each unified one not abandoned into its flag's turn guard (docs/SLO.md)."""
+        self.recent.ended(route, backend, outcome, count, time.time())
+        if backend == "unified" and flag is not None and judged(outcome):
+            bad = outcome != GOOD
+            for _ in range(count):
+                self.observe(flag, UNIFIED_TURN_FAILURE_RATIO, bad)
+
+    def reliability(self) -> dict[str, dict[str, dict[str, float | int | None]]]:
+        """Route -> backend -> the last hour's judged turns, completed ones and their ratio."""
+        return {
+            route: {backend: r.as_json() for backend, r in backends.items()}
+            for route, backends in self.recent.last_hour(time.time()).items()
+        }
 
     def fleet_verdict(self, check: FleetCheck, seen: Evidence | None, digest: str) -> Verdict:
         """The fleet's evidence for one guarded ratio, read under the file `digest`: trips

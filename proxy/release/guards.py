@@ -1,15 +1,18 @@
 """Guardrails: per-flag error budgets that send a flag back to legacy when exceeded.
 
 Pure arithmetic (no I/O, no asyncio): the proxy feeds observations in and asks whether
-a flag is held on legacy. A flag's ``guard`` (flags.model.Guard) watches two ratios over
-a sliding time window:
+a flag is held on legacy. A flag's ``guard`` (flags.model.Guard) watches up to three
+ratios over a sliding time window:
 
 - ``mismatch_ratio``: compared turns (shadow and live) whose verdict is ``mismatch``,
   over compared turns that reached a verdict on both sides (``match`` + ``mismatch``);
 - ``unified_error_ratio``: failed interactions with the unified router over all of them.
   An interaction is a handshake (failed: refused or unreachable), a connection end
   (failed: the client got 1011) or a compared turn (failed: the unified side ended it
-  with ``agent_error`` while legacy did not).
+  with ``agent_error`` while legacy did not);
+- ``unified_turn_failure_ratio``: turns the unified router served, in every mode, that
+  missed the golden path, over those that ended and were not abandoned (docs/SLO.md):
+  the golden-path SLO's failure ratio, judged per flag.
 
 No verdict is drawn from fewer than ``min_samples`` observations in the window, so one
 bad turn out of three cannot roll a release back. A tripped guard stays tripped until
@@ -27,7 +30,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from strangler.flags.model import MISMATCH_RATIO, WATCHED, FlagSet, Guard
+from strangler.flags.model import (
+    MISMATCH_RATIO,
+    UNIFIED_ERROR_RATIO,
+    UNIFIED_TURN_FAILURE_RATIO,
+    WATCHED,
+    FlagSet,
+    Guard,
+)
 
 _BUCKET_SECONDS = 1.0
 """Observations are counted in buckets of this width, so memory is bounded by the
@@ -100,7 +110,11 @@ def _limit(guard: Guard, watched: str) -> float | None:
     """The guard's limit for what it watches; None when it does not watch that."""
     if watched == MISMATCH_RATIO:
         return guard.max_mismatch_ratio
-    return guard.max_unified_error_ratio
+    if watched == UNIFIED_ERROR_RATIO:
+        return guard.max_unified_error_ratio
+    if watched == UNIFIED_TURN_FAILURE_RATIO:
+        return guard.max_unified_turn_failure_ratio
+    return None
 
 
 def judges_locally(source: str, fleet_up: bool) -> bool:

@@ -67,7 +67,7 @@ class Serving:
         self._shadow = shadow
         self._release = release
         # Every connection's turns, counted per route, mode and serving backend.
-        self._turns = TurnBook(metrics, config.relay.turn_timeout)
+        self._turns = TurnBook(metrics, config.relay.turn_timeout, release.turn_ended)
 
     def serve(
         self,
@@ -176,7 +176,9 @@ class Serving:
         logged = self._connections.opened(conn, decision, backend_name, dialect)
         outcome_label = "client_gone"
         bad_input = None
-        turns = TurnWatch(self._turns.meters(route.name, decision.mode.value, backend_name))
+        turns = TurnWatch(
+            self._turns.meters(route.name, decision.mode.value, backend_name, decision.flag)
+        )
         try:
             outcome = await relay(
                 client_ws,
@@ -234,7 +236,7 @@ class Serving:
             outbound=self._meters(route, backend_name, "backend_to_client"),
             backend_lost_code=route.upstream_lost_close_code
             or relay_settings.upstream_lost_close_code,
-            turns=self._turns.meters(route.name, decision.mode.value, backend_name),
+            turns=self._turns.meters(route.name, decision.mode.value, backend_name, decision.flag),
         )
         if tunnel is None:
             return response

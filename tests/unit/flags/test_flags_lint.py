@@ -457,7 +457,8 @@ def test_percentages_out_of_range(text: str, line: int, column: int, message: st
             "flags:\n  f:\n    routes: [main]\n    guard: {window: 60}\n",
             4,
             5,
-            "flags.f.guard: needs max_mismatch_ratio or max_unified_error_ratio, or both.",
+            "flags.f.guard: needs at least one of max_mismatch_ratio, max_unified_error_ratio, "
+            "max_unified_turn_failure_ratio.",
             id="guard-without-ratio",
         ),
     ],

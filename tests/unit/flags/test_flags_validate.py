@@ -284,3 +284,16 @@ def test_user_id_written_as_target_mode_is_not_echoed() -> None:
     err = error_of("flags: {f: {routes: [main], targets: {secret-user: unified}}}")
     assert err.key == "flags.f.targets" and "not a mode" in err.problem
     assert "secret-user" not in str(err)
+
+
+def test_a_guard_may_limit_the_failure_ratio_of_unified_turns() -> None:
+    flags = parse(
+        "flags:\n  f:\n    routes: [main]\n"
+        "    guard: {max_unified_turn_failure_ratio: 0.02, min_samples: 200}\n"
+    )
+    guard = flags.flags["f"].guard
+    assert guard is not None
+    assert (guard.max_unified_turn_failure_ratio, guard.min_samples) == (0.02, 200)
+    assert guard.max_mismatch_ratio is None and guard.max_unified_error_ratio is None
+    with pytest.raises(FlagFileError, match="max_unified_turn_failure_ratio: must be a ratio"):
+        parse("flags:\n  f:\n    routes: [main]\n    guard: {max_unified_turn_failure_ratio: 2}\n")

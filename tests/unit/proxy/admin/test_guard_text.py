@@ -6,7 +6,15 @@ from __future__ import annotations
 import calendar
 from dataclasses import asdict
 
-from strangler.flags.model import MISMATCH_RATIO, UNIFIED_ERROR_RATIO, Flag, FlagSet, Guard, Mode
+from strangler.flags.model import (
+    MISMATCH_RATIO,
+    UNIFIED_ERROR_RATIO,
+    UNIFIED_TURN_FAILURE_RATIO,
+    Flag,
+    FlagSet,
+    Guard,
+    Mode,
+)
 from strangler.proxy.admin.guard_text import guard_text, state_sentences, state_word
 from strangler.proxy.release.guards import Guards
 
@@ -114,3 +122,22 @@ def test_a_shape_this_page_does_not_know_is_a_plain_sentence() -> None:
     assert state_sentences({"tripped": False}, NOW) == ["watching nothing"]
     assert state_sentences({"tripped": False, "watching": {"x": None}}, NOW) == ["watching x"]
     assert state_sentences({"tripped": False, "watching": {"x": [1]}}, NOW) == ["watching x"]
+
+
+def test_the_turn_guard_reads_in_turns() -> None:
+    guard = Guard(max_unified_turn_failure_ratio=0.02, min_samples=200, window=300)
+    assert guard_text(asdict(guard)) == (
+        "back to legacy on unified turns missing the golden path over 2% of at least "
+        "200 samples in 300 s"
+    )
+    guards = guarded(guard)
+    observe(guards, UNIFIED_TURN_FAILURE_RATIO, good=196, bad=4)
+    assert state_sentences(state(guards), NOW) == [
+        "watching the unified golden-path failure ratio: 2% of 200 unified turns in the "
+        "last 300 s; trips above 2% after 200 samples"
+    ]
+    observe(guards, UNIFIED_TURN_FAILURE_RATIO, good=0, bad=1)
+    assert state_sentences(state(guards), NOW + 1) == [
+        "tripped at 14:03:12 UTC: unified golden-path failure ratio 2.49% over 201 unified "
+        "turns (limit 2%); new connections go to legacy until the flag file changes"
+    ]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from strangler.flags.model import MISMATCH_RATIO, UNIFIED_ERROR_RATIO, Flag, FlagSet, Guard, Mode
+from strangler.flags.model import (
+    MISMATCH_RATIO,
+    UNIFIED_ERROR_RATIO,
+    UNIFIED_TURN_FAILURE_RATIO,
+    Flag,
+    FlagSet,
+    Guard,
+    Mode,
+)
 from strangler.proxy.release.guards import Guards, Window, exceeded
 
 
@@ -141,3 +149,41 @@ def test_observations_after_a_trip_do_not_trip_again() -> None:
     snap = guards.snapshot(2.0)["f"]
     assert snap["tripped"] is True
     assert snap["trip"]["guard"] == MISMATCH_RATIO
+
+
+def test_the_turn_guard_judges_unified_turns_after_min_samples_turns() -> None:
+    guards = Guards()
+    guard = Guard(max_unified_turn_failure_ratio=0.25, window=60, min_samples=4)
+    guards.configure(flagset(guard))
+    for at, bad in enumerate((True, False, False)):
+        assert guards.observe("f", UNIFIED_TURN_FAILURE_RATIO, bad, float(at)) is None
+    # A third of the turns failed, over the limit, but three are fewer than min_samples.
+    assert not guards.tripped("f")
+    trip = guards.observe("f", UNIFIED_TURN_FAILURE_RATIO, True, 3.0)
+    assert trip is not None and (trip.watched, trip.samples, trip.ratio) == (
+        UNIFIED_TURN_FAILURE_RATIO,
+        4,
+        0.5,
+    )
+    assert set(guards.snapshot(3.0)["f"]["watching"]) == {UNIFIED_TURN_FAILURE_RATIO}
+
+
+def test_the_turn_guard_is_one_of_the_fleets_checks_when_its_source_says_fleet() -> None:
+    guards = Guards()
+    guard = Guard(
+        max_unified_error_ratio=0.1,
+        max_unified_turn_failure_ratio=0.02,
+        window=300,
+        min_samples=200,
+        source="fleet",
+    )
+    guards.configure(flagset(guard))
+    checks = {c.watched: (c.limit, c.min_samples, c.window) for c in guards.fleet_checks()}
+    assert checks == {
+        UNIFIED_ERROR_RATIO: (0.1, 200, 300),
+        UNIFIED_TURN_FAILURE_RATIO: (0.02, 200, 300),
+    }
+    # Fleet-sourced: the local window counts, but does not trip while the fleet answers.
+    for at in range(200):
+        assert guards.observe("f", UNIFIED_TURN_FAILURE_RATIO, True, float(at), True) is None
+    assert guards.observe("f", UNIFIED_TURN_FAILURE_RATIO, True, 200.0, False) is not None
