@@ -86,6 +86,7 @@ def status_snapshot(proxy: Proxy) -> StatusSnapshot:
         shadow_enabled=hub.enabled,
         secondary_connections=hub.active,
         shadow_shed=hub.shed_summary(),
+        reliability=proxy.release.reliability(),
     )
 
 

@@ -25,7 +25,14 @@ from typing import Any
 from strangler.flags.model import Mode
 from strangler.proxy.admin.audit_text import detail_lines, event_text
 from strangler.proxy.admin.guard_text import guard_text, state_sentences, state_word
+from strangler.proxy.admin.reliability_text import (
+    BACKENDS,
+    below_objective,
+    objective_text,
+    reliability_text,
+)
 from strangler.proxy.admin.wording import counted, percent_text, stamp
+from strangler.proxy.release.reliability import DEFAULT_OBJECTIVE
 
 # Column order of the connections table: the order users move forward in.
 MODES = (Mode.LEGACY.value, Mode.SHADOW.value, Mode.LIVE.value, Mode.UNIFIED.value)
@@ -84,6 +91,9 @@ class StatusSnapshot:
     shadow_enabled: bool = True
     secondary_connections: int = 0
     shadow_shed: str = "off"  # shadow work shed to keep the primary fast (shadow/shed.py)
+    # Route -> backend -> the last hour's judged and completed turns (/flags/status).
+    reliability: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    objective: float = DEFAULT_OBJECTIVE  # percent
     refresh_seconds: int = 5
 
 
@@ -239,6 +249,40 @@ def _connections(s: StatusSnapshot) -> str:
     )
 
 
+def _reliability_cell(backend: str, entry: Any, objective: float) -> str:
+    below = below_objective(entry, objective)
+    state = "none" if below is None else "bad" if below else "ok"
+    text = reliability_text(entry)
+    if below:
+        text += f", below the {objective_text(objective)} objective"
+    return f'<td class="reliability {state}" data-backend="{backend}">{e(text)}</td>'
+
+
+def _reliability(s: StatusSnapshot) -> str:
+    routes = list(s.routes) + sorted(set(s.reliability) - set(s.routes))
+    rows = []
+    for route in routes:
+        backends = s.reliability.get(route)
+        entries = backends if isinstance(backends, Mapping) else {}
+        cells = "".join(_reliability_cell(b, entries.get(b), s.objective) for b in BACKENDS)
+        rows.append(f'<tr data-route="{e(route)}"><th scope="row">{e(route)}</th>{cells}</tr>')
+    body = (
+        _table("reliability", ("Route", *BACKENDS), rows)
+        if rows
+        else _empty("no-reliability", "no routes configured")
+    )
+    return (
+        '<section id="section-reliability"><h2>Golden-path reliability, last hour</h2>'
+        "<p>Of the turns that ended in the last hour on this proxy process, the share that "
+        "got all five golden-path events (agent_started, agent_thinking, tool_executing, "
+        "tool_completed, agent_completed), by the backend that served them. Turns the "
+        "client left are not counted. Objective: "
+        f'<span id="objective">{e(objective_text(s.objective))}</span>. '
+        "Every replica together: the migration dashboard.</p>"
+        f"{body}</section>"
+    )
+
+
 def _audit(s: StatusSnapshot) -> str:
     rows = []
     for record in s.audit:
@@ -346,7 +390,8 @@ def render(s: StatusSnapshot) -> str:
         f"{refresh}<title>strangler status</title><style>{_CSS}</style></head>"
         "<body><header><h1>strangler status</h1>"
         f'<p id="generated">generated {e(generated)}</p></header><main>'
-        f"{_summary(s)}{_flags(s)}{_connections(s)}{_audit(s)}{_mismatches(s)}{_guards(s)}"
+        f"{_summary(s)}{_flags(s)}{_connections(s)}{_reliability(s)}"
+        f"{_audit(s)}{_mismatches(s)}{_guards(s)}"
         "</main><footer>Machine-readable: <code>/flags/status</code>, "
         "<code>/flags/audit</code>, <code>/shadow</code>, <code>/metrics</code>.</footer>"
         "</body></html>\n"

@@ -12,6 +12,13 @@ from typing import Any
 
 from strangler.flags.load import format_instant
 from strangler.flags.model import BASIS_POINTS, FlagSet
+from strangler.proxy.admin.reliability_text import (
+    BACKENDS,
+    below_objective,
+    objective_text,
+    reliability_text,
+)
+from strangler.proxy.release.reliability import DEFAULT_OBJECTIVE
 
 
 def plan_text(plan: dict[str, Any], candidate: FlagSet | None) -> str:
@@ -105,7 +112,26 @@ def status_text(s: dict[str, Any], now: float) -> str:
     out.append("guards:" + ("" if guards else "      none"))
     for key, state in sorted(guards.items()):
         out.append(f"  {key}: {_guard(state)}")
+    out.extend(_reliability(s.get("reliability")))
     return "\n".join(out)
+
+
+def _reliability(by_route: Any) -> list[str]:
+    """Golden-path reliability per route, legacy then unified, last hour, this process."""
+    objective = objective_text(DEFAULT_OBJECTIVE)
+    head = f"golden path: last hour, this process, objective {objective}"
+    if not isinstance(by_route, dict) or not by_route:
+        return [f"{head}: no turns ended"]
+    out = [f"{head}:"]
+    for route, backends in sorted(by_route.items()):
+        entries = backends if isinstance(backends, dict) else {}
+        cells = []
+        for backend in BACKENDS:
+            entry = entries.get(backend)
+            below = " (BELOW OBJECTIVE)" if below_objective(entry, DEFAULT_OBJECTIVE) else ""
+            cells.append(f"{backend} {reliability_text(entry)}{below}")
+        out.append(f"  {route}: {'; '.join(cells)}")
+    return out
 
 
 def _guard(state: Any) -> str:

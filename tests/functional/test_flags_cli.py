@@ -474,6 +474,7 @@ async def test_status_shows_the_flags_in_force_and_drift_until_moved_clients_lea
             "drift:       0 open connections in a mode the flags in force no longer give",
             "guards:",
             "  web: ok; mismatch_ratio no samples yet (limit 0.5, judged from 1000 samples)",
+            "golden path: last hour, this process, objective 99.5%: no turns ended",
         ]
 
         # Apply: save the candidate. web drains its moved clients; api keeps them.

@@ -253,6 +253,20 @@ async def test_status_page_in_chromium_reads_as_sentences_after_a_change_and_a_t
     assert mismatch.find("td", class_="request").text == "start_agent"
     assert "tool_set" in mismatch.find("td", class_="categories").text
 
+    # The shadow user's turn, served by legacy, got the whole golden path; nobody's
+    # turn ended on unified.
+    assert page.by_id("objective").text == "99.5%"
+    reliability = table_rows(page.by_id("reliability"), lambda r: r.attrs["data-route"])
+    # Every configured route has a row, idle ones too.
+    assert [td.text for td in reliability["factory"].find_all("td")] == ["no turns ended"] * 2
+    cells = {td.attrs["data-backend"]: td for td in reliability["main"].find_all("td")}
+    assert (cells["legacy"].text, cells["legacy"].attrs["class"]) == (
+        "100% of 1 turn",
+        "reliability ok",
+    )
+    assert cells["unified"].text == "no turns ended"
+    assert status["reliability"] == {"main": {"legacy": {"turns": 1, "completed": 1, "ratio": 1.0}}}
+
     guards = table_rows(page.by_id("guards"), lambda r: r.attrs["data-flag"])
     assert list(guards) == list(status["guards"]) == ["unified_router"]
     guard = guards["unified_router"]

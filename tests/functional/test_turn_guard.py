@@ -2,7 +2,8 @@
 every mode and on both relays, that ended and was not abandoned is one observation of
 `unified_turn_failure_ratio` (bad unless it got the whole golden path), and the flag is
 held on legacy once the ratio is over its limit with `min_samples` turns. The last
-hour's reliability per route and backend is on `/flags/status`.
+hour's reliability per route and backend is on `/flags/status` and in
+`strangler flags status`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 
 from tests.functional.conftest import ProxyUnderTest, StartProxy, wait_for
+from tests.functional.test_flags_cli import astrangler
 from tests.functional.test_release import admin, who
 from tests.functional.test_turns import GOLDEN, ask, bearer, play, settings
 
@@ -115,3 +117,10 @@ async def test_unified_turns_that_miss_the_golden_path_trip_the_turn_guard(
             "unified": {"turns": 4, "completed": 1, "ratio": 0.25},
         }
     }
+    # What a release manager reads at a terminal.
+    code, out, err = await astrangler("status", "--admin", f"127.0.0.1:{p.running.admin_port}")
+    assert code == 0, err
+    assert out.splitlines()[-2:] == [
+        "golden path: last hour, this process, objective 99.5%:",
+        "  main: legacy 0% of 1 turn (BELOW OBJECTIVE); unified 25% of 4 turns (BELOW OBJECTIVE)",
+    ]

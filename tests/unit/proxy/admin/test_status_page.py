@@ -371,3 +371,48 @@ def test_the_page_is_self_contained() -> None:
 def test_no_refresh_when_turned_off() -> None:
     doc = page(full_snapshot(refresh_seconds=0))
     assert doc.find_all("meta", http_equiv="refresh") == []
+
+
+def test_golden_path_reliability_reads_per_route_and_backend_against_the_objective() -> None:
+    snapshot = full_snapshot(
+        reliability={
+            "main": {
+                "legacy": {"turns": 2000, "completed": 1999, "ratio": 0.9995},
+                "unified": {"turns": 1000, "completed": 994, "ratio": 0.994},
+            },
+            "factory": {"unified": {"turns": 1, "completed": 1, "ratio": 1.0}},
+        }
+    )
+    doc = page(snapshot)
+    assert doc.by_id("objective").text == "99.5%"
+    rows = table_rows(doc.by_id("reliability"), lambda r: r.attrs["data-route"])
+    assert list(rows) == ["main", "factory", "legacy"]  # every configured route
+
+    def cells(route: str) -> dict[str, tuple[str, str]]:
+        return {
+            td.attrs["data-backend"]: (td.text, td.attrs["class"])
+            for td in rows[route].find_all("td")
+        }
+
+    assert cells("main") == {
+        "legacy": ("99.95% of 2000 turns", "reliability ok"),
+        "unified": ("99.4% of 1000 turns, below the 99.5% objective", "reliability bad"),
+    }
+    assert cells("factory") == {
+        "legacy": ("no turns ended", "reliability none"),
+        "unified": ("100% of 1 turn", "reliability ok"),
+    }
+    assert cells("legacy")["unified"] == ("no turns ended", "reliability none")
+
+
+def test_another_objective_and_a_shape_the_page_does_not_know() -> None:
+    doc = page(
+        full_snapshot(
+            objective=99.9,
+            reliability={"main": {"legacy": {"turns": 1000, "completed": 999}, "unified": [1]}},
+        )
+    )
+    assert doc.by_id("objective").text == "99.9%"
+    main = doc.by_id("reliability").find("tr", data_route="main")
+    assert main.find("td", data_backend="legacy").text == "99.9% of 1000 turns"
+    assert main.find("td", data_backend="unified").text == "no turns ended"
