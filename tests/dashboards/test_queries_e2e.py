@@ -67,9 +67,12 @@ flags:
     targets: {unified: [uma], shadow: [sam], live: [liv]}
     guard: {max_mismatch_ratio: 0.9, min_samples: 100000}
 """
+# Shedding off: three proxies and the test share one process, whose CPU share alone
+# would refuse the secondaries whose verdicts the shadow panels need.
 SHADOW_FAST = """
 shadow:
   compare: {timeout_factor: 2, timeout_floor: 0.5}
+  shed: {enabled: false}
 """
 
 
@@ -357,6 +360,14 @@ async def test_every_dashboard_and_rule_query_returns_data(
                 "firing"
             ):
                 found.append("StranglerFlagReloadsFailing is not firing for proxy a")
+            # The unified turns c's router crashed mid-turn are interrupted: failures
+            # of unified; every legacy turn completed.
+            _, unified = await api.query('strangler:golden_path:error_ratio_5m{backend="unified"}')
+            _, legacy = await api.query('strangler:golden_path:error_ratio_5m{backend="legacy"}')
+            if not any(float(r["value"][1]) > 0 for r in unified):
+                found.append("no unified golden-path failure recorded")
+            if not legacy or any(float(r["value"][1]) != 0 for r in legacy):
+                found.append(f"legacy golden-path error ratios are not all 0: {legacy}")
             if not found or loop.time() > deadline:
                 break
             await asyncio.sleep(1)
