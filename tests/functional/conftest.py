@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +28,20 @@ from strangler.proxy.runtime.server import Running, start
 from strangler.reference.settings import BackendSettings
 
 SECRET = "test-secret-for-the-functional-suite-0123456789"
+
+
+def in_process(config_text: str) -> str:
+    """A test proxy's strangler.yaml with shadow shedding off unless the test sets it.
+
+    These proxies share one process with their backends and clients, so the process's
+    CPU share and loop lag measure the test, not the proxy: shedding would refuse
+    secondaries at random under a loaded machine. tests/functional/test_shadow_shed.py
+    tests shedding on its own terms."""
+    doc = yaml.safe_load(config_text)
+    shadow = doc.setdefault("shadow", {}) or {}
+    doc["shadow"] = shadow
+    shadow.setdefault("shed", {"enabled": False})
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def free_port() -> int:
@@ -191,7 +206,7 @@ async def start_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
         flags_path = tmp_path / "flags.yaml"
         flags_path.write_text(flags)
         (tmp_path / "strangler.yaml").write_text(
-            f"""
+            in_process(f"""
 listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
 backends:
@@ -202,7 +217,7 @@ flags: {{file: flags.yaml, poll_interval: 0.05}}
 jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
 relay: {relay}
 {extra}
-"""
+""")
         )
         running = await start(load_config(tmp_path / "strangler.yaml"))
         put = ProxyUnderTest(running, flags_path, legacy, unified)
@@ -357,7 +372,7 @@ class Stack:
         unified_url = unified_url or f"ws://127.0.0.1:{self.unified_port}/v1/ws"
         redeems = "true" if unified_redeems_tickets else "false"
         (d / "strangler.yaml").write_text(
-            f"""
+            in_process(f"""
 listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
 backends:
@@ -368,7 +383,7 @@ flags: {{file: flags.yaml, poll_interval: 0.05}}
 jwt: {{secret_env: STRANGLER_TEST_SECRET, issuer: netra-auth-service, audience: [netra-platform]}}
 tickets: {{introspection_url: "{ticket_url}"}}
 {extra}
-"""
+""")
         )
         running = await start(load_config(d / "strangler.yaml"))
         self.proxies.append(running)
