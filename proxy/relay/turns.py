@@ -19,10 +19,11 @@ type or one of its aliases) or, with no turn open, when the backend sends
 - `timed_out`: no end within `relay.turn_timeout` seconds of its start.
 
 Turns run one after another (the router queues them, PROTOCOL.md section 2): a turn
-message while a turn is open is counted as started at once and becomes the open turn
-when the one before it ends; its times run from then. After a timeout, events of the
-late turn find no turn open and are ignored; its late `agent_started` opens nothing,
-until the client sends its next turn message.
+message while a turn is open waits behind it, and starts (is counted as started, its
+times run) when the one before it ends; at the connection's end those still waiting
+are started and ended with the open one. A queued request is one integer add. After
+a timeout, events of the late turn find no turn open and are ignored; its late
+`agent_started` opens nothing, until the client sends its next turn message.
 
 State costs nothing while no turn is open: a connection holds one shared `Idle` (one
 per route, mode and backend) and holds a `Turn` only while one is open. Each state
@@ -147,7 +148,6 @@ class Turn:
 
     def request(self, owner: Owner) -> State:
         self.queued += 1
-        self.meters.started.add()
         return self
 
     def event(self, owner: Owner, code: int) -> State:
@@ -177,6 +177,8 @@ class Turn:
         """The connection ended with this turn open, and those queued behind it."""
         self.timer.cancel()
         outcome = ABANDONED if client_left else INTERRUPTED
+        if self.queued:
+            self.meters.started.add(self.queued)
         self.meters.outcomes[outcome].add(1 + self.queued)
 
     def _end(self, owner: Owner, outcome: int) -> State:
@@ -190,6 +192,7 @@ class Turn:
                     missing.add()
         if not self.queued:
             return meters.idle
+        meters.started.add()
         following = Turn(meters, owner, waiting=True)
         following.queued = self.queued - 1
         return following

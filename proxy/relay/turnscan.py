@@ -86,6 +86,14 @@ def _by_prefix(codes: Mapping[bytes, int]) -> dict[bytes, int]:
 CLIENT_PREFIXES: Final[Mapping[bytes, int]] = _by_prefix(CLIENT_CODES)
 SERVER_PREFIXES: Final[Mapping[bytes, int]] = _by_prefix(SERVER_CODES)
 VALUE_AT: Final = len(b'{"type":"')  # where a value starts, or its quote with a space
+# A server frame's usual opening and its type's first character: 0 when no watched
+# event starts so (pong, heartbeat, ack, a client's echo...), one slice and one lookup
+# for most frames; a first character that may start one (or a backslash) is not here.
+SERVER_OPENINGS: Final[Mapping[bytes, int]] = {
+    b'{"type": "' + bytes((c,)): 0
+    for c in range(256)
+    if c not in {t.encode()[0] for t in EVENT_TYPES} | {ord("\\")}
+}
 NEED_MORE: Final = -1  # the bytes so far cannot tell: read on (at most READ_LIMIT)
 READ_LIMIT: Final = 256  # bytes of a payload read for its type, at most
 PREFIX: Final = b'{"type":'

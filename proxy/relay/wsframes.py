@@ -50,7 +50,7 @@ sends (every frame must be masked), `masked=False` for what a server sends (none
   `turnscan.READ_LIMIT` bytes are scanned as JSON. A payload whose first bytes are cut
   by the end of a chunk, or spread over fragments, is read on in the next ones (those
   bytes alone are kept, at most READ_LIMIT), and the code is reported with the chunk
-  that completed them.
+  that completed them. A compressed message (permessage-deflate's RSV1) is not read.
 
 After an error the scanner is failed and every later `Scan` repeats the error with
 `error_offset` 0 (nothing more may be forwarded). After 1009 the framing is still
@@ -79,6 +79,7 @@ from strangler.proxy.relay.turnscan import (
     NEED_MORE,
     READ_LIMIT,
     SERVER_CODES,
+    SERVER_OPENINGS,
     SERVER_PREFIXES,
     VALUE_AT,
     type_code,
@@ -361,17 +362,22 @@ class FrameScanner:
                     # server's read in place, a client's first bytes unmasked at once.
                     known = None
                     if not self._mask_bit:
-                        # A quote found past this payload takes a header byte into the
-                        # slice, never part of a known start: a miss, read below.
-                        close = data.find(b'"', pos + VALUE_AT + 1, pos + FAST_WINDOW)
-                        if close > 0:
-                            known = SERVER_PREFIXES.get(data[pos:close])
-                    elif ln >= CLIENT_WINDOW and pos + CLIENT_WINDOW <= n:
+                        # `{"type": "` and the type's first letter settle most frames:
+                        # no event type starts as pong, heartbeat or ack do.
+                        known = SERVER_OPENINGS.get(data[pos : pos + _OPENING])
+                        if known is None:
+                            # A quote found past this payload takes a header byte into
+                            # the slice, never part of a known start: a miss, read below.
+                            close = data.find(b'"', pos + _VALUE_FROM, pos + FAST_WINDOW)
+                            if close > 0:
+                                known = SERVER_PREFIXES.get(data[pos:close])
+                    elif ln >= CLIENT_WINDOW and pos + CLIENT_WINDOW <= n and not stash:
+                        # The mask and the first bytes, as one int: the mask ends the header.
+                        both = _from_bytes(data[pos - 4 : pos + CLIENT_WINDOW])
                         window = (
-                            _from_bytes(data[pos : pos + CLIENT_WINDOW])
-                            ^ _from_bytes(head[hl - 4 : hl]) * _KEY_STREAM
+                            (both & _WINDOW_BITS) ^ (both >> _WINDOW_SHIFT) * _KEY_STREAM
                         ).to_bytes(CLIENT_WINDOW)
-                        close = window.find(b'"', VALUE_AT + 1)
+                        close = window.find(b'"', _VALUE_FROM)
                         if close > 0:
                             known = CLIENT_PREFIXES.get(window[:close])
                     if known is None:
@@ -393,6 +399,8 @@ class FrameScanner:
     ) -> int:
         """The code of a text message whose payload starts at `pos`, or NEED_MORE (the
         scanner then reads on, from `pos`)."""
+        if head[0] & _RSV1:
+            return 0  # compressed (permessage-deflate): its first bytes say nothing
         avail = n - pos if n - pos < ln else ln
         if not self._mask_bit:
             # A server's frame: read in place.
@@ -442,11 +450,16 @@ class FrameScanner:
         return self.feed(memoryview(data)[pos:]) if pos < len(data) or self._need else Scan()
 
 
+_RSV1 = 0x40  # permessage-deflate's "compressed" bit, on a message's first frame
 _from_bytes = int.from_bytes
 # A 4-byte mask as an int times this is the mask repeated over CLIENT_WINDOW bytes (a
 # whole number of words): no carries, each copy stays in its own 32 bits. Big-endian,
 # int.from_bytes's and to_bytes's default: no byte order to parse per call.
 _KEY_STREAM = sum(1 << 32 * i for i in range(CLIENT_WINDOW // 4))
+_WINDOW_SHIFT = 8 * CLIENT_WINDOW
+_WINDOW_BITS = (1 << _WINDOW_SHIFT) - 1
+_VALUE_FROM = VALUE_AT + 1  # a value's closing quote is never before this
+_OPENING = len(next(iter(SERVER_OPENINGS)))
 
 
 def _header_length(b1: int) -> int:

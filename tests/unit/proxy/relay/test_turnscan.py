@@ -233,3 +233,10 @@ def test_a_binary_message_is_never_a_turn() -> None:
 
     data = frame(OP_BINARY, b'{"type": "agent_started"}')
     assert scanned(data, [], False) == []
+
+
+def test_a_compressed_message_is_not_read() -> None:
+    # permessage-deflate (RSV1): the first bytes are deflate's, whatever they look like.
+    payload = b'{"note": "' + b"x" * 40 + b'", "type": "agent_started"}'
+    assert scanned(frame(OP_TEXT, payload, rsv=0x40), [], client=False) == []
+    assert scanned(frame(OP_TEXT, payload, rsv=0x40, mask=b"abcd"), [], client=True) == []
