@@ -162,10 +162,8 @@ class Tunnel:
         try:
             await asyncio.shield(self._finished)
         finally:
-            self._stop()
-            outcome = self.outcome()
-            self._turns_end(left_by_client(outcome.label, outcome.bad_input))
-        return outcome
+            self._stop()  # ends the turns too: this frame is kept for the connection's life
+        return self.outcome()
 
     def outcome(self) -> Outcome:
         end = self._end or End(Side.CLIENT, EndKind.GONE)
@@ -233,11 +231,13 @@ class Tunnel:
         if self._turns is turn:
             self._turns = turn.expired(self)
 
-    def _turns_end(self, client_left: bool) -> None:
+    def _turns_end(self) -> None:
+        """The connection ended: its open turns end as abandoned or interrupted."""
         state = self._turns
         if state is not None:
             self._turns = None
-            state.ended(client_left)
+            outcome = self.outcome()
+            state.ended(left_by_client(outcome.label, outcome.bad_input))
 
     # -- events -----------------------------------------------------------------------
 
@@ -416,22 +416,24 @@ class Tunnel:
         for side, hop in self._sides():
             if not hop.lost:
                 self.hop(side).transport.abort()
+        self._turns_end()
 
 
 async def accept(
     request: web.Request,
     upstream: RawUpstream,
+    turns: TurnMeters | None = None,
     *,
     max_message_bytes: int,
     close_timeout: float,
     inbound: Meters,
     outbound: Meters,
     backend_lost_code: int,
-    turns: TurnMeters | None = None,
 ) -> tuple[web.StreamResponse, Tunnel | None]:
     """Answer the client's upgrade with what the backend agreed; the tunnel, or None if
     the client left during the handshake. A malformed client handshake raises the 400
-    aiohttp would have sent (the backend socket is closed first)."""
+    aiohttp would have sent (the backend socket is closed first). `turns`: where its
+    turns are counted (None: not observed)."""
     try:
         key = check_client(request)
     except web.HTTPException:

@@ -226,17 +226,18 @@ class Serving:
         if isinstance(opened, web.Response):
             return opened
         backend_name, decision, raw = opened
-        relay_settings = self._config.relay
+        # The turns' meters first, while the stack is shallow, and no local for the relay
+        # settings: this coroutine's frame is kept for the connection's life.
         response, tunnel = await accept_tunnel(
             request,
             raw,
-            max_message_bytes=relay_settings.max_message_bytes,
-            close_timeout=relay_settings.close_timeout,
+            self._turns.meters(route.name, decision.mode.value, backend_name, decision.flag),
+            max_message_bytes=self._config.relay.max_message_bytes,
+            close_timeout=self._config.relay.close_timeout,
             inbound=self._meters(route, backend_name, "client_to_backend"),
             outbound=self._meters(route, backend_name, "backend_to_client"),
             backend_lost_code=route.upstream_lost_close_code
-            or relay_settings.upstream_lost_close_code,
-            turns=self._turns.meters(route.name, decision.mode.value, backend_name, decision.flag),
+            or self._config.relay.upstream_lost_close_code,
         )
         if tunnel is None:
             return response
