@@ -198,7 +198,12 @@ class FlagWatcher:
             self._remember(read)
             if read.error is not None:
                 return self._report(self._reject(read.error))
-            if quiet_if_same and read.digest == previous_digest:
+            if quiet_if_same:
+                if read.digest != previous_digest:
+                    # New bytes under a stat that had not changed when this poll began:
+                    # the file may be half written (a truncate before the write). The
+                    # next poll sees it as changed and waits for it to settle first.
+                    self._seen = None
                 return None
             if read.digest == self._current.digest and self._last_error is None:
                 return self._report(ReloadResult("unchanged", self._current, None))

@@ -336,3 +336,19 @@ async def test_broken_callback_does_not_stop_reloads(
     assert (await broken.reload()).outcome == "applied"
     assert unified_share(broken) == 200
     assert "callback bug" in caplog.text
+
+
+async def test_a_recheck_that_reads_a_half_written_file_never_applies_it(
+    watcher: FlagWatcher, flag_file: Path
+) -> None:
+    # The poll's stat ran before the writer truncated the file, its read after: what it
+    # read (nothing yet) must wait for the next poll, which settles the file first.
+    watcher.load_initial()
+    good = watcher.current.digest
+    await watcher._poll_once()  # the file was just written: the watcher re-checks it
+    write(flag_file, "")  # the writer's truncate, before its write
+    assert await watcher._reload(quiet_if_same=True) is None
+    assert watcher.current.digest == good
+    write(flag_file, "\x00\xff garbage \x00")  # what the writer then wrote
+    await watcher._poll_once()
+    assert watcher.current.digest == good  # rejected, the last good file stays
