@@ -16,8 +16,8 @@ import asyncio
 import time
 from typing import Protocol
 
+from strangler.legacy_adapters.canonical import GOLDEN_PATH
 from strangler.proxy.relay.turns import OUTCOMES, Cancellable, Counts, Owner, Turn, TurnMeters
-from strangler.proxy.relay.turnscan import GOLDEN_PATH
 from strangler.proxy.telemetry.metrics import Metrics, Tally
 
 

@@ -23,28 +23,18 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from strangler.legacy_adapters.canonical import ALIASES, GOLDEN_PATH
+from strangler.legacy_adapters.canonical import TURN_TYPES as CANONICAL_TURN_TYPES
+
 # Client messages that start a turn, by the type as sent: the canonical turn types and
-# their legacy aliases (docs/PROTOCOL.md, section 2).
+# their legacy aliases (docs/PROTOCOL.md, section 2), as the adapters define them.
 TURN_TYPES: Final = (
-    "start_agent",
-    "user_message",
-    "agent_request",
-    "user",
-    "user_input",
-    "chat_message",
-    "message",
-    "execute_agent",
+    *sorted(CANONICAL_TURN_TYPES),
+    *sorted(alias for alias, kind in ALIASES.items() if kind in CANONICAL_TURN_TYPES),
 )
 TURN: Final = 1  # the code of every turn message
 
 # The turn's events in golden-path order, then its failure (docs/PROTOCOL.md, section 3).
-GOLDEN_PATH: Final = (
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_completed",
-)
 EVENT_TYPES: Final = (*GOLDEN_PATH, "agent_error")
 AGENT_STARTED: Final = 1
 AGENT_COMPLETED: Final = 5

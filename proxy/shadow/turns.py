@@ -28,12 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from strangler.legacy_adapters.canonical import TURN_TYPES as CANONICAL_TURN_TYPES
 from strangler.proxy.config.compare import NOT_COMPARED, CompareSettings
 from strangler.proxy.shadow.compare import TURN_END, event_type, judge_events
 from strangler.proxy.shadow.verdict import Category, Difference, Outcome, Side, Verdict
 
-TURN_TYPES = frozenset({"start_agent", "user_message", "agent_request"})
-"""Client message types that start a turn."""
+TURN_TYPES = CANONICAL_TURN_TYPES
+"""Client message types that start a turn (the comparator is fed canonical messages)."""
 
 _TURN_START = "agent_started"
 
