@@ -250,17 +250,8 @@ class FrameScanner:
             start = pos - len(stash)  # where the frame starts, relative to this chunk
             head = stash + bytes(data[pos : pos + 14]) if stash else bytes(data[pos : pos + 14])
             if len(head) < 2 or len(head) < _header_length(head[1]):
-                self._stash = stash + bytes(data[pos:])
-                return Scan(
-                    messages,
-                    nbytes,
-                    True,
-                    len(self._stash),
-                    close_seen,
-                    close_code,
-                    self._error,
-                    0,
-                    events,
+                return self._hold(
+                    stash + bytes(data[pos:]), messages, nbytes, close_seen, close_code, events
                 )
             b0 = head[0]
             b1 = head[1]
@@ -296,17 +287,8 @@ class FrameScanner:
                 # A close frame is judged whole, so it is held back until all of it came.
                 whole = hl + ln - len(stash)  # what is still to come of it, from pos
                 if whole > n - pos:
-                    self._stash = stash + bytes(data[pos:])
-                    return Scan(
-                        messages,
-                        nbytes,
-                        True,
-                        len(self._stash),
-                        close_seen,
-                        close_code,
-                        self._error,
-                        0,
-                        events,
+                    return self._hold(
+                        stash + bytes(data[pos:]), messages, nbytes, close_seen, close_code, events
                     )
                 body = (stash + bytes(data[pos : pos + whole]))[hl:]
                 if self._mask_bit and body:
@@ -393,6 +375,22 @@ class FrameScanner:
                             events = events << CODE_BITS | read
             if not ln and self._kind == _LAST and counting:
                 messages += 1
+
+    def _hold(
+        self,
+        stash: bytes,
+        messages: int,
+        nbytes: int,
+        close_seen: bool,
+        close_code: int | None,
+        events: int,
+    ) -> Scan:
+        """Keep an unfinished header (or close frame) for the next chunk: what was passed
+        up to it is reported, and the held bytes wait in the stash."""
+        self._stash = stash
+        return Scan(
+            messages, nbytes, True, len(stash), close_seen, close_code, self._error, 0, events
+        )
 
     def _type_at(
         self, data: bytes, pos: int, n: int, ln: int, fin: int, head: bytes, hl: int
