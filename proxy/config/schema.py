@@ -7,7 +7,6 @@ file names, so a missing one is reported with the rest.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from pydantic import (
 from pydantic.json_schema import WithJsonSchema
 
 from strangler.legacy_adapters.base import Greeting
+from strangler.proxy.config.authority import parse_authority
 from strangler.proxy.config.compare import CompareSettings
 from strangler.proxy.config.errors import SECTION, at
 from strangler.proxy.config.jwt import JwtSettings, WeakKeyError
@@ -323,30 +323,15 @@ def _allowed_host(entry: str) -> str:
     text = entry.strip().lower()
     if text == "*":
         return text
-    host, port = text, ""
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") if rest.startswith(":") else rest
-        ok = bool(bracket) and _ipv6(host) and (not rest or rest.startswith(":"))
-    elif text.count(":") > 1:
-        ok = _ipv6(text)  # a bare IPv6 literal, no port
-    else:
-        host, _, port = text.partition(":")
-        ok = _HOST_NAME.match(host) is not None and (":" not in text or bool(port))
-    if not ok or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+    # The admin listener's own reading (parse_authority: brackets, IPv6, the port), and a
+    # DNS name or IPv4 literal as the host where it is not an IPv6 literal.
+    ipv6 = text.startswith("[") or text.count(":") > 1
+    if parse_authority(text) is None or not (ipv6 or _HOST_NAME.match(text.partition(":")[0])):
         raise ValueError(
             "must be a host name or address with an optional port, like admin.internal,"
             f" 10.0.0.5:9090 or [::1]; or '*' for every Host; got {entry!r}"
         )
     return text
-
-
-def _ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
 
 
 class AdminTrust(Section):

@@ -58,6 +58,10 @@ def test_a_star_is_the_explicit_opt_out() -> None:
         "admin.internal:0",
         "admin.internal:99999",
         "admin.internal:",
+        # Entries the listener's own reading cannot match: refused at start-up, not
+        # dropped in silence when the listener reads them.
+        "[::1]:",
+        "admin.internal:\u0663",
         "[fd00::1",
         "[nope]:9090",
         "admin internal",
