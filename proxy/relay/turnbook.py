@@ -75,10 +75,11 @@ class TurnBook:
         found = self._meters.get(key)
         if found is None:
             m, labels, ended = self._metrics, key[:3], self._ended
-            outcomes: tuple[Counts, ...] = tuple(m.tally(m.turns, *labels, o) for o in OUTCOMES)
+            tallies = tuple(m.tally(m.turns, *labels, o) for o in OUTCOMES)
+            outcomes: tuple[Counts, ...] = tallies
             if ended is not None:
                 outcomes = tuple(
-                    _Told(m.tally(m.turns, *labels, o), ended, key, o) for o in OUTCOMES
+                    _Told(tally, ended, key, o) for tally, o in zip(tallies, OUTCOMES, strict=True)
                 )
             found = self._meters[key] = TurnMeters(
                 started=m.tally(m.turns_started, *labels),
