@@ -28,6 +28,12 @@ class Unable(Exception):
     """The command cannot do its job; the message says why (exit 2)."""
 
 
+def add_admin_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--admin` and `--config`: where `ask` finds the admin port and its token."""
+    parser.add_argument("--admin", help=f"admin URL (default: from --config, else {DEFAULT_ADMIN})")
+    parser.add_argument("--config", "-c", help="strangler.yaml, for the admin address and token")
+
+
 def ask(args: argparse.Namespace, path: str, data: bytes | None) -> tuple[int, Any]:
     """GET `path` of the running proxy's admin port (POST `data` when given): the HTTP
     status and the decoded JSON answer."""

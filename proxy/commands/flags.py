@@ -33,8 +33,8 @@ from strangler.flags.load import (
 )
 from strangler.flags.model import FlagSet, Mode, Reason
 from strangler.proxy.commands.admin_client import (
-    DEFAULT_ADMIN,
     Unable,
+    add_admin_arguments,
     ask,
     expect_ok,
     read_file,
@@ -150,8 +150,7 @@ def add_flags_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _admin_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--admin", help=f"admin URL (default: from --config, else {DEFAULT_ADMIN})")
-    parser.add_argument("--config", "-c", help="strangler.yaml, for the admin address and token")
+    add_admin_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the raw answer")
 
 

@@ -19,7 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from strangler.proxy.commands.admin_client import Unable, ask, expect_ok, tool_config
+from strangler.proxy.commands.admin_client import (
+    Unable,
+    add_admin_arguments,
+    ask,
+    expect_ok,
+    tool_config,
+)
 from strangler.proxy.commands.shadow_show import add_show_parser
 from strangler.proxy.config import CompareSettings
 from strangler.proxy.config.compare import split_path
@@ -92,10 +98,7 @@ def add_shadow_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=_NOISE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    noise.add_argument(
-        "--admin", help="admin URL (default: from --config, else http://127.0.0.1:8090)"
-    )
-    noise.add_argument("--config", "-c", help="strangler.yaml, for the admin address and token")
+    add_admin_arguments(noise)
     noise.add_argument("--json", action="store_true", help="print the admin port's JSON")
     noise.set_defaults(shadow_func=_noise)
     add_show_parser(verbs)

@@ -19,7 +19,7 @@ from typing import Any
 
 from strangler.proxy.admin.turn_diff import EventView, TurnView, turn_view
 from strangler.proxy.admin.wording import stamp
-from strangler.proxy.commands.admin_client import ask, expect_ok
+from strangler.proxy.commands.admin_client import add_admin_arguments, ask, expect_ok
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 2
@@ -44,10 +44,7 @@ def add_show_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     show.add_argument("id", metavar="ID", help="the turn's id, e.g. 3f9a2c1b")
-    show.add_argument(
-        "--admin", help="admin URL (default: from --config, else http://127.0.0.1:8090)"
-    )
-    show.add_argument("--config", "-c", help="strangler.yaml, for the admin address and token")
+    add_admin_arguments(show)
     show.set_defaults(shadow_func=run_show)
 
 
