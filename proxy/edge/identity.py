@@ -20,11 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, cast, get_args
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import Algorithm, get_default_algorithms
+from jwt.api_jws import PyJWS
 from jwt.types import Options
 
 from strangler.proxy.config.jwt import JwtSettings, WeakKeyError
@@ -286,10 +287,64 @@ def _refuse_weak_key(algorithm: Algorithm, prepared_key: Any, allowed: bool = Fa
     warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
 
 
+class _PreparedKey(Algorithm):
+    """An allowed algorithm whose key was prepared once, at start, instead of per token.
+
+    pyjwt prepares the key on every decode: for an HMAC secret it checks again that the
+    secret is no PEM, SSH, DER or JWK key, the same answer on every handshake (and about a
+    tenth of a verification). Only the verifier's own key object gets the prepared key."""
+
+    def __init__(self, algorithm: Algorithm, key: Any, prepared: Any) -> None:
+        self._algorithm = algorithm
+        self._key = key
+        self._prepared = prepared
+
+    def prepare_key(self, key: Any) -> Any:
+        return self._prepared if key is self._key else self._algorithm.prepare_key(key)
+
+    def check_key_length(self, key: Any) -> str | None:
+        return self._algorithm.check_key_length(key)
+
+    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
+        return self._algorithm.verify(msg, key, sig)
+
+    def sign(self, msg: bytes, key: Any) -> bytes:
+        raise NotImplementedError("a verifier never signs")
+
+    @staticmethod
+    def to_jwk(key_obj: Any, as_dict: bool = False) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def from_jwk(jwk: Any) -> Any:
+        raise NotImplementedError
+
+
+class _ParsedOnce(PyJWS):
+    """Reading the header before verifying and verifying read the same token: the second
+    reading reuses the first (base64 checks and JSON, a third of a verification)."""
+
+    def __init__(self) -> None:
+        super().__init__(algorithms=[])  # only the verifier's own, registered after
+        self._last: tuple[str | bytes, Any] | None = None
+
+    def _load(self, jwt: str | bytes) -> tuple[bytes, bytes, dict[str, Any], bytes]:
+        last = self._last
+        if last is not None and last[0] is jwt:
+            return cast(tuple[bytes, bytes, dict[str, Any], bytes], last[1])
+        loaded = super()._load(jwt)
+        self._last = (jwt, loaded)
+        return loaded
+
+    def forget(self) -> None:
+        """Drop the last token: it is not kept past its handshake."""
+        self._last = None
+
+
 class JwtVerifier:
     """Verifies JWTs against one `JwtSettings`; construct once, call `verify` per handshake."""
 
-    __slots__ = ("_algorithms", "_audience", "_key", "_options", "_settings")
+    __slots__ = ("_algorithms", "_audience", "_jws", "_jwt", "_key", "_options", "_settings")
 
     def __init__(self, settings: JwtSettings) -> None:
         algorithms = settings.algorithms
@@ -321,6 +376,8 @@ class JwtVerifier:
             except (ValueError, TypeError) as exc:
                 raise ValueError("jwt: public_key is not a PEM public key") from exc
 
+        # pyjwt's decoder with only the allowed algorithms, each holding the prepared key.
+        self._jws = _ParsedOnce()
         for name in algorithms:
             algorithm = supported[name]
             try:
@@ -329,6 +386,9 @@ class JwtVerifier:
                 # e.g. a PEM used as an HMAC secret, or an RSA key for ES256.
                 raise ValueError(f"jwt: the configured key does not fit {name}: {exc}") from exc
             _refuse_weak_key(algorithm, prepared, settings.allow_short_secret)
+            self._jws.register_algorithm(name, _PreparedKey(algorithm, key, prepared))
+        self._jwt = jwt.PyJWT()
+        self._jwt._jws = self._jws  # as pyjwt wires its own module-level decoder
 
         self._settings = settings
         self._algorithms = list(algorithms)
@@ -356,16 +416,13 @@ class JwtVerifier:
             # header decoder and would make pyjwt fail outside its own error types.
             raise AuthError("malformed", "token is not ASCII")
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise _auth_error(exc) from None
-        alg = header.get("alg")
-        # pyjwt enforces the allow-list too; checking here keeps the refusal
-        # independent of pyjwt internals and of the key type.
-        if not isinstance(alg, str) or alg not in self._algorithms:
-            raise AuthError("bad_algorithm", "token algorithm is not allowed")
-        try:
-            claims = jwt.decode(
+            header = self._jws.get_unverified_header(token)
+            alg = header.get("alg")
+            # pyjwt enforces the allow-list too; checking here keeps the refusal
+            # independent of pyjwt internals and of the key type.
+            if not isinstance(alg, str) or alg not in self._algorithms:
+                raise AuthError("bad_algorithm", "token algorithm is not allowed")
+            claims = self._jwt.decode(
                 token,
                 self._key,
                 algorithms=self._algorithms,
@@ -376,6 +433,8 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise _auth_error(exc) from None
+        finally:
+            self._jws.forget()
         user = claims.get(self._settings.user_claim)
         if user is None or user == "":
             raise AuthError("missing_claim", f'token has no "{self._settings.user_claim}"')
