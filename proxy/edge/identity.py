@@ -120,13 +120,23 @@ class _Ambiguous(Exception):
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
+# Exactly str.isspace, one character at a time (both use Py_UNICODE_ISSPACE), but scanned
+# in C: a generator over a token's characters was a twentieth of a handshake.
+_SPACE = re.compile(r"\s")
+
+
 def _splits(text: str) -> bool:
     """Whether some reader could split `text` on whitespace.
 
     Header bytes that are not UTF-8 reach us surrogate-escaped; a reader decoding them as
     Latin-1 sees 0xA0 as a no-break space, one decoding them as UTF-8 sees C2 A0 so."""
+    if text.isascii():
+        return _SPACE.search(text) is not None  # every decoding reads ASCII alike
     raw = text.encode("utf-8", "surrogateescape")
-    return any(ch.isspace() for ch in (raw.decode("utf-8", "replace") + raw.decode("latin-1")))
+    return (
+        _SPACE.search(raw.decode("utf-8", "replace")) is not None
+        or _SPACE.search(raw.decode("latin-1")) is not None
+    )
 
 
 def _token_from_subprotocol(entry: str) -> str | None:
