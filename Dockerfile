@@ -17,7 +17,13 @@ COPY proxy ./proxy
 COPY flags ./flags
 COPY legacy_adapters ./legacy_adapters
 COPY reference ./reference
-RUN /opt/strangler/bin/pip install .
+# A C compiler for the frame scanner's native core (proxy/relay/_wsscan.c); the install
+# would fall back to the scanner in Python alone without one, so the build checks it.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+RUN /opt/strangler/bin/pip install . \
+    && /opt/strangler/bin/python -c "from strangler.proxy.relay.wsframes import NATIVE; assert NATIVE"
 
 FROM python:3.11-slim
 # Same base as the build stage, so the venv's interpreter path stays valid. No .pyc

@@ -12,7 +12,10 @@ PARTS := proxy flags legacy_adapters reference
 
 .PHONY: demo test lint check clean
 
-$(STAMP): pyproject.toml
+# The native part of the frame scanner is compiled by the install: a change to it installs
+# again (scripts/install-build-deps.sh makes sure a C compiler is there).
+$(STAMP): pyproject.toml proxy/relay/_wsscan.c
+	scripts/install-build-deps.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -36,4 +39,4 @@ lint: $(STAMP)
 check: test lint
 
 clean:
-	rm -rf $(VENV) .demo .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .demo .mypy_cache .pytest_cache .ruff_cache proxy/relay/_wsscan.*.so

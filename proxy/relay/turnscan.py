@@ -101,7 +101,7 @@ CLIENT_WINDOW: Final = (len(b'{"type": "') + max(len(t) for t in _CLIENT_SENDS) 
 
 _QUOTE = 0x22
 _SPACE = 0x20
-_MAX_VALUE = FAST_WINDOW - len(PREFIX) - 2  # the longest value the fast path looks up
+MAX_VALUE: Final = FAST_WINDOW - len(PREFIX) - 2  # the longest value the fast path looks up
 
 
 def type_code(payload: bytes, start: int, end: int, codes: Mapping[bytes, int], whole: bool) -> int:
@@ -113,7 +113,7 @@ def type_code(payload: bytes, start: int, end: int, codes: Mapping[bytes, int], 
         if q < end and payload[q] == _SPACE:
             q += 1
         if q < end and payload[q] == _QUOTE:
-            close = payload.find(b'"', q + 1, min(end, q + 2 + _MAX_VALUE))
+            close = payload.find(b'"', q + 1, min(end, q + 2 + MAX_VALUE))
             if close > 0:
                 value = payload[q + 1 : close]
                 code = codes.get(value)
@@ -121,7 +121,7 @@ def type_code(payload: bytes, start: int, end: int, codes: Mapping[bytes, int], 
                     return code
                 if b"\\" not in value:
                     return 0  # a type, just not one watched
-            elif end - q <= _MAX_VALUE and not whole:
+            elif end - q <= MAX_VALUE and not whole:
                 return NEED_MORE  # the value is cut by the end of what came
     if end - start < READ_LIMIT and not whole:
         return NEED_MORE

@@ -61,13 +61,22 @@ failed (its framing may be lost) and later chunks report nothing else.
 RSV bits are checked only with `extensions=False`: through the tunnel, extensions such
 as permessage-deflate are negotiated end to end, and the endpoints judge them.
 
-Cost: a pure-Python loop over the headers only, once per frame and never per payload
-byte (bench/tunnel_quick.py measures it).
+Two scanners keep these rules. `FrameRules._walk` is all of them, in Python. The native
+core (proxy/relay/_wsscan.c, built by the install where a C compiler is) walks the usual
+chunk itself: whole headers of data frames, pings and pongs, and a text type where it
+usually is; any other chunk (a cut header, a close frame, an error, a type read on) it
+hands whole to `_walk`, before it has changed any state. `FrameScanner` is the native
+one when it was built, else `PyFrameScanner`; STRANGLER_PURE_PYTHON=1 forces the latter.
+The tunnel's cost per round trip is mostly this walk in Python: the native core takes
+the proxy's instructions per echo round trip from about 81,000 to about 28,000
+(bench/instructions.py, bench/RESULTS.md). Either way the walk reads headers only, once
+per frame and never per payload byte.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from strangler.proxy.relay.closecodes import CLOSE_PROTOCOL_ERROR, close_body_error
 from strangler.proxy.relay.turnscan import (
@@ -76,6 +85,7 @@ from strangler.proxy.relay.turnscan import (
     CLIENT_WINDOW,
     CODE_BITS,
     FAST_WINDOW,
+    MAX_VALUE,
     NEED_MORE,
     READ_LIMIT,
     SERVER_CODES,
@@ -94,8 +104,8 @@ OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
 
-_NO_LIMIT = 1 << 64
 _MAX_LENGTH = (1 << 63) - 1  # RFC 6455 5.2: the most significant bit must be 0
+_NO_LIMIT = _MAX_LENGTH  # no message is longer
 
 
 class Scan(NamedTuple):
@@ -139,25 +149,33 @@ _DATA = 1  # a data frame that does not end its message
 _LAST = 2  # a data frame that ends its message
 
 
-class FrameScanner:
-    """Walks the frame headers of one direction of a WebSocket stream."""
+class FrameRules:
+    """The scanner's rules, walked in Python (`_walk`). The state lives in the subclass:
+    slots in PyFrameScanner, or the members of the native core (proxy/relay/_wsscan.c),
+    whose `feed` walks the usual chunk itself and hands any other to `_walk`."""
 
-    __slots__ = (
-        "_error",
-        "_fragmented",
-        "_kind",
-        "_limit",
-        "_mask_bit",
-        "_msg_bytes",
-        "_need",
-        "_rsv",
-        "_stash",
-        "_typing",
-        "close_code",
-        "closed",
-        "masked",
-        "max_message_bytes",
-    )
+    if not TYPE_CHECKING:  # mypy would take an empty __slots__ to forbid the state below
+        __slots__ = ()
+
+    # The state, by the names both kinds of scanner hold it under. Integers fit in 64
+    # bits: a message's size is counted up to _MAX_LENGTH, which no limit exceeds.
+    _need: int  # payload bytes of the current frame not seen yet
+    _kind: int  # what the current frame is
+    _fragmented: bool  # inside a message whose last frame has not come
+    _msg_bytes: int  # payload of the current message so far
+    _limit: int
+    _mask_bit: int
+    _rsv: int
+    _error: int
+    _stash: bytes  # the start of a frame header cut by the end of a chunk
+    # Turn observation: False off; None on, between messages; a _Prefix while the first
+    # bytes of a text message are read on (one slot: an idle scanner is no bigger with
+    # observation on).
+    _typing: _Prefix | bool | None
+    closed: bool  # a close frame has been seen
+    close_code: int | None  # ... with this code (None: none in it)
+    masked: bool
+    max_message_bytes: int
 
     def __init__(
         self,
@@ -174,18 +192,15 @@ class FrameScanner:
         self._limit = max_message_bytes or _NO_LIMIT
         self._mask_bit = 0x80 if masked else 0
         self._rsv = 0 if extensions else 0x70  # reserved bits that break the protocol
-        self._need = 0  # payload bytes of the current frame not seen yet
-        self._kind = _CONTROL  # what the current frame is
-        self._fragmented = False  # inside a message whose last frame has not come
-        self._msg_bytes = 0  # payload of the current message so far
-        self._stash = b""  # the start of a frame header cut by the end of a chunk
+        self._need = 0
+        self._kind = _CONTROL
+        self._fragmented = False
+        self._msg_bytes = 0
+        self._stash = b""
         self._error = 0
-        # Turn observation: False off; None on, between messages; a _Prefix while the
-        # first bytes of a text message are read on (one slot: an idle scanner is no
-        # bigger with observation on).
-        self._typing: _Prefix | bool | None = None if observe else False
-        self.closed = False  # a close frame has been seen
-        self.close_code: int | None = None  # ... with this code (None: none in it)
+        self._typing = None if observe else False
+        self.closed = False
+        self.close_code = None
 
     @property
     def error(self) -> int:
@@ -207,7 +222,7 @@ class FrameScanner:
         """Payload bytes still to come before the frame being read ends (0 at a boundary)."""
         return self._need
 
-    def feed(self, data: bytes | bytearray | memoryview) -> Scan:
+    def _walk(self, data: bytes | bytearray | memoryview) -> Scan:
         """Walk the frame headers of the next chunk of the stream."""
         if self._error and self._error != CLOSE_TOO_BIG:
             return Scan(error=self._error)
@@ -268,13 +283,14 @@ class FrameScanner:
             too_big = False
             if op in (OP_TEXT, OP_BINARY):
                 bad = bad or self._fragmented
-                self._msg_bytes = ln
+                self._msg_bytes = ln if ln < _MAX_LENGTH else _MAX_LENGTH
                 too_big = ln > self._limit
                 self._fragmented = not fin
                 self._kind = _LAST if fin else _DATA
             elif op == OP_CONTINUATION:
                 bad = bad or not self._fragmented
-                self._msg_bytes += ln
+                total = self._msg_bytes + ln
+                self._msg_bytes = total if total < _MAX_LENGTH else _MAX_LENGTH
                 too_big = self._msg_bytes > self._limit
                 self._fragmented = not fin
                 self._kind = _LAST if fin else _DATA
@@ -343,7 +359,9 @@ class FrameScanner:
                     # Inline, the usual case: `{"type": "T"` whole in this chunk, a
                     # server's read in place, a client's first bytes unmasked at once.
                     known = None
-                    if not self._mask_bit:
+                    if b0 & _RSV1:
+                        known = 0  # compressed: its first bytes say nothing
+                    elif not self._mask_bit:
                         # `{"type": "` and the type's first letter settle most frames:
                         # no event type starts as pong, heartbeat or ack do.
                         known = SERVER_OPENINGS.get(data[pos : pos + _OPENING])
@@ -446,6 +464,58 @@ class FrameScanner:
     def _walk_after_error(self, data: bytes | bytearray | memoryview, pos: int) -> Scan:
         """The rest of a chunk after a 1009 was reported in it (only closes matter)."""
         return self.feed(memoryview(data)[pos:]) if pos < len(data) or self._need else Scan()
+
+    feed = _walk  # the native core's `feed` comes first in its class's bases
+
+
+class PyFrameScanner(FrameRules):
+    """The scanner in Python alone: where the native core was not built, and the
+    reference the native one is tested against."""
+
+    # Slots on every per-connection object: an idle connection should cost little.
+    __slots__ = (
+        "_error",
+        "_fragmented",
+        "_kind",
+        "_limit",
+        "_mask_bit",
+        "_msg_bytes",
+        "_need",
+        "_rsv",
+        "_stash",
+        "_typing",
+        "close_code",
+        "closed",
+        "masked",
+        "max_message_bytes",
+    )
+
+
+def _native() -> type[FrameRules] | None:
+    """The scanner with its usual case in C, if the extension was built (and not
+    switched off with STRANGLER_PURE_PYTHON=1)."""
+    if os.environ.get("STRANGLER_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from strangler.proxy.relay import _wsscan
+    except ImportError:
+        return None
+    _wsscan.configure(Scan, dict(CLIENT_CODES), dict(SERVER_CODES), MAX_VALUE)
+
+    class NativeFrameScanner(_wsscan.ScanCore, FrameRules):
+        """The native core's state and walk of the usual chunk; the rules for the rest."""
+
+        __slots__ = ()
+
+    NativeFrameScanner.__qualname__ = NativeFrameScanner.__name__
+    return NativeFrameScanner
+
+
+NATIVE: Final = _native()
+if TYPE_CHECKING:
+    FrameScanner = FrameRules
+else:
+    FrameScanner = NATIVE or PyFrameScanner
 
 
 _RSV1 = 0x40  # permessage-deflate's "compressed" bit, on a message's first frame

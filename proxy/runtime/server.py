@@ -18,6 +18,7 @@ from strangler.flags.watch import FlagWatcher, ReloadResult
 from strangler.proxy.admin.endpoints import build_admin_app
 from strangler.proxy.app import Proxy, build_app
 from strangler.proxy.config import Address, Config
+from strangler.proxy.relay.wsframes import NATIVE
 from strangler.proxy.release.plan import audit_changes
 from strangler.proxy.telemetry.metrics import Metrics
 from strangler.proxy.telemetry.request_log import RequestLog
@@ -197,12 +198,18 @@ async def serve_forever(
     if on_started is not None:
         on_started(running)
     log.info(
-        "listening on %s:%d, admin on %s:%d",
+        "listening on %s:%d, admin on %s:%d, frame scanner %s",
         config.listen.host,
         running.port,
         config.admin_listen.host,
         running.admin_port,
+        "native" if NATIVE else "in Python",
     )
+    if NATIVE is None:
+        log.warning(
+            "the frame scanner's native core was not built (no C compiler at install?): "
+            "the byte tunnel runs in Python alone, at about three times the CPU per message"
+        )
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop_requested.set)

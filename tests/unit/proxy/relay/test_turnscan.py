@@ -38,6 +38,9 @@ from strangler.proxy.relay.wsframes import (
     frame,
 )
 
+# Each test runs on the Python scanner and on the native one (conftest.py).
+pytestmark = pytest.mark.usefixtures("each_scanner")
+
 KNOWN = (*TURN_TYPES, *EVENT_TYPES, *OTHER_TYPES)
 SPACES = ("", " ", "  ", "\n", "\t", "\r\n  ")
 

@@ -23,6 +23,9 @@ from strangler.proxy.relay.wsframes import (
     frame,
 )
 
+# Each test runs on the Python scanner and on the native one (conftest.py).
+pytestmark = pytest.mark.usefixtures("each_scanner")
+
 MASK = b"\x37\xfa\x21\x3d"
 
 
@@ -254,6 +257,7 @@ def test_only_the_first_close_is_the_connections_close() -> None:
 def test_protocol_violations_are_1002_at_the_offending_frame(
     masked: bool, stream: bytes, offset: int, before: tuple[int, int]
 ) -> None:
+
     scanner = FrameScanner(0, masked=masked)
     scan = scanner.feed(stream)
     assert (scan.error, scan.error_offset) == (CLOSE_PROTOCOL_ERROR, offset)
