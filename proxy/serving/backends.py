@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from prometheus_client import Histogram
 
 from strangler.flags.evaluate import Decision
 from strangler.flags.model import UNIFIED_ERROR_RATIO, Mode, Reason
@@ -62,6 +63,8 @@ class Backends:
         self._metrics = metrics
         self._observe = observe
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        # Each backend's connect-time series, looked up once rather than on every handshake.
+        self._connect_seconds: dict[str, Histogram] = {}
 
     def start(self) -> None:
         for backend in (self._config.legacy, self._config.unified):
@@ -164,9 +167,7 @@ class Backends:
             headers=headers,
             timeout=self._config.backend(backend_name).connect_timeout,
         )
-        self._metrics.upstream_connect_seconds.labels(backend_name).observe(
-            time.perf_counter() - started
-        )
+        self._connect_time(backend_name).observe(time.perf_counter() - started)
         return raw
 
     async def connect(
@@ -182,10 +183,16 @@ class Backends:
             timeout=self._config.backend(backend_name).connect_timeout,
             max_message_bytes=self._config.relay.max_message_bytes,
         )
-        self._metrics.upstream_connect_seconds.labels(backend_name).observe(
-            time.perf_counter() - started
-        )
+        self._connect_time(backend_name).observe(time.perf_counter() - started)
         return ws
+
+    def _connect_time(self, backend_name: str) -> Histogram:
+        series = self._connect_seconds.get(backend_name)
+        if series is None:
+            series = self._connect_seconds[backend_name] = (
+                self._metrics.upstream_connect_seconds.labels(backend_name)
+            )
+        return series
 
 
 def _server_side(failure: _Failure) -> bool:

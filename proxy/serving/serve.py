@@ -68,6 +68,9 @@ class Serving:
         self._release = release
         # Every connection's turns, counted per route, mode and serving backend.
         self._turns = TurnBook(metrics, config.relay.turn_timeout, release.turn_ended)
+        # Meters are immutable and their tallies shared: one per (route, backend, direction)
+        # serves every connection, instead of two built per handshake.
+        self._meter_sets: dict[tuple[str, str, str], Meters] = {}
 
     def serve(
         self,
@@ -263,11 +266,14 @@ class Serving:
         return response
 
     def _meters(self, route: Route, backend: str, direction: str) -> Meters:
-        m = self._metrics
-        return Meters(
-            m.tally(m.messages, route.name, backend, direction),
-            m.tally(m.bytes, route.name, backend, direction),
-        )
+        key = (route.name, backend, direction)
+        meters = self._meter_sets.get(key)
+        if meters is None:
+            m = self._metrics
+            meters = self._meter_sets[key] = Meters(
+                m.tally(m.messages, *key), m.tally(m.bytes, *key)
+            )
+        return meters
 
     def _relayed(
         self, conn: Connection, decision: Decision, backend_name: str, outcome: Outcome
