@@ -11,6 +11,18 @@
  *                                           closed loop: each connection sends one
  *                                           masked text frame, waits for the reply,
  *                                           repeats; latency per round trip
+ *   loadgen rtt  ... --rate R [--drain D] [--open-rate O]
+ *                                           open loop instead: R messages per second in
+ *                                           all, message k on connection k mod N at
+ *                                           start + k/R, whether or not the replies
+ *                                           are back; latency from the scheduled send
+ *                                           time, so a late reply delays no later send
+ *                                           and queueing is not hidden (coordinated
+ *                                           omission). Replies to messages scheduled in
+ *                                           the window are awaited up to D s after it.
+ *                                           The connections open first, at most O per
+ *                                           second if given (a burst of handshakes is
+ *                                           a load of its own).
  *   loadgen idle --port P --path /ws --conns N
  *                                           opens N connections, prints a report, holds
  *                                           them until stdin reaches EOF, closes them
@@ -33,8 +45,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,12 +70,16 @@ typedef struct {
     int live;     /* counted in g_live: opened and not yet closed */
     uint64_t sent_at;
     buf_t in, out;
+    /* paced mode: scheduled send times of the messages in flight, oldest first (the
+     * echo answers in order) */
+    uint64_t *q;
+    size_t qhead, qlen, qcap;
 } conn_t;
 
 /* ---- options ---- */
 static enum mode g_mode;
 static int g_port = 0, g_conns = 1, g_size = 300, g_concurrency = 256;
-static double g_duration = 5.0, g_warmup = 1.0;
+static double g_duration = 5.0, g_warmup = 1.0, g_rate = 0.0, g_drain = 2.0, g_open_rate = 0.0;
 static const char *g_host = "127.0.0.1";
 static const char *g_path = "/";
 static char g_headers[8192];
@@ -75,12 +93,22 @@ static size_t g_payload_len;
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static volatile sig_atomic_t g_stop;
 
-/* stats */
-#define HIST_US 200000 /* 1 us buckets up to 200 ms, then one overflow bucket */
-static uint64_t *g_hist;
-static uint64_t g_msgs, g_errors, g_opened, g_cycles, g_live, g_attempts;
+/* stats: 1 us buckets up to 200 ms, 1 ms buckets up to 60 s, then one overflow bucket */
+#define HIST_US 200000
+#define HIST_MS 60000
+#define HIST_N (HIST_US + HIST_MS + 1)
+static uint64_t *g_hist, *g_late_hist; /* round trips; how late the paced sends went out */
+static uint64_t g_msgs, g_late_n, g_max_ns, g_errors, g_opened, g_cycles, g_live, g_attempts;
 static int g_measuring;
 static char g_first_error[200];
+
+/* paced mode (--rate): message k is due at g_t0 + k * g_interval_ns on slot k % g_conns;
+ * those due in [g_t1, g_t2) are the measured ones, and none is due from g_t2 on */
+static int g_tfd = -1, g_pacing, *g_slots;
+static double g_interval_ns;
+static uint64_t g_t0, g_t1, g_t2, g_k, g_armed;
+static uint64_t g_sched_win, g_sent_win, g_unsent_win, g_recv_meas, g_recv_win, g_lost;
+static uint64_t g_sent_total;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -153,6 +181,11 @@ static void conn_close(int fd) {
     conn_t *c = &g_c[fd];
     if (c->state == S_FREE) return;
     if (c->live) g_live--;
+    for (size_t i = 0; i < c->qlen; i++) {
+        uint64_t due = c->q[(c->qhead + i) % c->qcap];
+        if (due >= g_t1 && due < g_t2) g_lost++;
+    }
+    free(c->q);
     epoll_ctl(g_ep, EPOLL_CTL_DEL, fd, NULL);
     close(fd);
     buf_free(&c->in);
@@ -382,8 +415,8 @@ static void on_open(int fd) {
     g_opened++;
     g_live++;
     g_c[fd].live = 1;
-    if (g_mode == M_RTT && !g_stop)
-        send_message(fd);
+    if (g_mode == M_RTT && g_rate <= 0 && !g_stop)
+        send_message(fd); /* closed loop; paced connections wait for their slots */
     else if (g_mode == M_HS)
         send_close(fd);
 }
@@ -407,11 +440,102 @@ static void client_handshake(int fd) {
     on_open(fd);
 }
 
-static void record(uint64_t ns) {
-    if (!g_measuring) return;
+static size_t bucket(uint64_t ns) {
     uint64_t us = ns / 1000;
-    g_hist[us < HIST_US ? us : HIST_US]++;
+    if (us < HIST_US) return (size_t)us;
+    uint64_t ms = (us - HIST_US) / 1000;
+    return HIST_US + (size_t)(ms < HIST_MS ? ms : HIST_MS);
+}
+
+static void hist_add(uint64_t ns) {
+    g_hist[bucket(ns)]++;
     g_msgs++;
+    if (ns > g_max_ns) g_max_ns = ns;
+}
+
+static void record(uint64_t ns) {
+    if (g_measuring) hist_add(ns);
+}
+
+/* ---- paced mode ---- */
+
+static void q_push(conn_t *c, uint64_t due) {
+    if (c->qlen == c->qcap) {
+        size_t cap = c->qcap ? c->qcap * 2 : 64;
+        uint64_t *q = malloc(cap * sizeof *q);
+        if (!q) {
+            perror("malloc");
+            exit(1);
+        }
+        for (size_t i = 0; i < c->qlen; i++) q[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = q;
+        c->qcap = cap;
+        c->qhead = 0;
+    }
+    c->q[(c->qhead + c->qlen) % c->qcap] = due;
+    c->qlen++;
+}
+
+static uint64_t q_pop(conn_t *c) {
+    uint64_t due = c->q[c->qhead];
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+    return due;
+}
+
+static void arm(uint64_t at) {
+    if (at == g_armed) return;
+    g_armed = at;
+    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(at / 1000000000ull),
+                                          .tv_nsec = (long)(at % 1000000000ull)}};
+    timerfd_settime(g_tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* Send every message that is due by now, each on its own connection's schedule, then
+ * arm the timer for the next. A connection that is gone loses its slots (unsent). */
+static void pace(void) {
+    if (!g_pacing) return;
+    uint64_t now = now_ns();
+    for (;;) {
+        uint64_t due = g_t0 + (uint64_t)((double)g_k * g_interval_ns);
+        if (due >= g_t2) {
+            g_pacing = 0;
+            return;
+        }
+        if (due > now) {
+            arm(due);
+            return;
+        }
+        int fd = g_slots[g_k % (uint64_t)g_conns];
+        g_k++;
+        int measured = due >= g_t1;
+        g_sched_win += (uint64_t)measured;
+        if (fd < 0 || g_c[fd].state != S_OPEN || g_c[fd].server) {
+            g_unsent_win += (uint64_t)measured;
+            continue;
+        }
+        if (measured) {
+            g_sent_win++;
+            uint64_t late = (now - due) / 1000;
+            g_late_hist[late < HIST_US ? late : HIST_US]++;
+            g_late_n++;
+        }
+        g_sent_total++;
+        q_push(&g_c[fd], due);
+        put_frame(&g_c[fd], 0x81, g_payload, g_payload_len, 1);
+        flush(fd);
+    }
+}
+
+static void paced_reply(conn_t *c) {
+    if (c->qlen == 0) return;
+    uint64_t due = q_pop(c), now = now_ns();
+    if (due >= g_t1 && due < g_t2) {
+        hist_add(now - due);
+        g_recv_meas++;
+    }
+    if (now >= g_t1 && now < g_t2) g_recv_win++;
 }
 
 static void client_frames(int fd) {
@@ -430,7 +554,9 @@ static void client_frames(int fd) {
             }
             /* wait for the server's EOF: the server side then holds TIME_WAIT */
         } else if (op == 0x1 || op == 0x2) {
-            if (g_mode == M_RTT && c->state == S_OPEN) {
+            if (g_mode == M_RTT && c->state == S_OPEN && g_rate > 0) {
+                paced_reply(c);
+            } else if (g_mode == M_RTT && c->state == S_OPEN) {
                 record(now_ns() - c->sent_at);
                 if (!g_stop) send_message(fd);
             }
@@ -527,16 +653,19 @@ static void on_signal(int sig) {
 
 /* ---- reports ---- */
 
-static uint64_t percentile(double q) {
-    if (g_msgs == 0) return 0;
-    uint64_t target = (uint64_t)(q * (double)g_msgs);
+/* The q-quantile of a histogram of n values, in us (a bucket's lower bound). */
+static uint64_t quantile(const uint64_t *hist, size_t buckets, uint64_t n, double q) {
+    if (n == 0) return 0;
+    uint64_t target = (uint64_t)(q * (double)n);
     uint64_t seen = 0;
-    for (uint64_t i = 0; i <= HIST_US; i++) {
-        seen += g_hist[i];
-        if (seen > target) return i;
+    for (size_t i = 0; i < buckets; i++) {
+        seen += hist[i];
+        if (seen > target) return i < HIST_US ? i : HIST_US + (uint64_t)(i - HIST_US) * 1000;
     }
-    return HIST_US;
+    return HIST_US + (uint64_t)HIST_MS * 1000;
 }
+
+static uint64_t percentile(double q) { return quantile(g_hist, HIST_N, g_msgs, q); }
 
 /* The driver samples the thing under test's CPU time at these lines, so its CPU
  * window is the measured window, without warm-up and teardown. */
@@ -556,11 +685,19 @@ static void run_loop(uint64_t until_ns, int stop_when_closed) {
         if (until_ns && now_ns() >= until_ns) return;
         if (stop_when_closed && g_live == 0) return;
         if (g_mode == M_ECHO && g_stop) return;
+        pace();
         int n = epoll_wait(g_ep, ev, 512, 5);
         for (int i = 0; i < n; i++) {
             int fd = ev[i].data.fd;
             if (g_c[fd].state == S_LISTEN) {
                 accept_all(fd);
+                continue;
+            }
+            if (fd == g_tfd) { /* the next paced send is due: pace() below sends it */
+                uint64_t expirations;
+                if (read(fd, &expirations, sizeof expirations) < 0) { /* EAGAIN: raced */
+                }
+                g_armed = 0;
                 continue;
             }
             if (fd == 0) { /* stdin: the driver releases idle connections */
@@ -576,6 +713,7 @@ static void run_loop(uint64_t until_ns, int stop_when_closed) {
             if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(fd);
             if (g_c[fd].state != S_FREE && (ev[i].events & EPOLLOUT)) on_writable(fd);
         }
+        pace();
     }
 }
 
@@ -642,11 +780,97 @@ static int cmd_rtt(void) {
     uint64_t live = g_live;
     close_all(3.0);
     printf("{\"mode\": \"rtt\", \"conns\": %d, \"open\": %llu, \"messages\": %llu, "
-           "\"seconds\": %.3f, \"msgs_per_s\": %.1f, \"p50_us\": %llu, \"p99_us\": %llu, "
+           "\"seconds\": %.3f, \"msgs_per_s\": %.1f, \"p50_us\": %llu, \"p90_us\": %llu, "
+           "\"p99_us\": %llu, \"max_us\": %llu, "
            "\"loadgen_cpu_seconds\": %.3f, \"setup_cpu_seconds\": %.3f, ",
            g_conns, (unsigned long long)live, (unsigned long long)g_msgs, w.secs,
            (double)g_msgs / w.secs, (unsigned long long)percentile(0.5),
-           (unsigned long long)percentile(0.99), w.cpu, w.setup_cpu);
+           (unsigned long long)percentile(0.9), (unsigned long long)percentile(0.99),
+           (unsigned long long)(g_max_ns / 1000), w.cpu, w.setup_cpu);
+    print_json_error();
+    printf("}\n");
+    return 0;
+}
+
+/* Open loop: open the connections (at most --concurrency handshakes in flight), then
+ * send on the schedule for warm-up + duration. The "end" mark is the end of the sending
+ * window; the replies to its messages are awaited up to --drain s after it, and those
+ * still missing then are counted lost and enter the percentiles at the time they had
+ * waited by then (a lower bound: dropping them would flatter an overloaded run). */
+static int cmd_paced(void) {
+    double cpu0 = cpu_seconds();
+    g_slots = malloc((size_t)g_conns * sizeof *g_slots);
+    g_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+    if (!g_slots || g_tfd < 0) {
+        perror("paced setup");
+        return 1;
+    }
+    set_events(g_tfd, EPOLLIN, EPOLL_CTL_ADD);
+    prctl(PR_SET_TIMERSLACK, 1UL); /* wake at the slot, not up to 50 us after it */
+    uint64_t open_t0 = now_ns(), open_by = open_t0 + 60ull * 1000000000ull;
+    int started = 0;
+    while (started < g_conns || (uint64_t)(g_opened + g_errors) < (uint64_t)started) {
+        while (started < g_conns &&
+               (uint64_t)started - g_opened - g_errors < (uint64_t)g_concurrency &&
+               (g_open_rate <= 0 ||
+                now_ns() >= open_t0 + (uint64_t)((double)started * 1e9 / g_open_rate)))
+            g_slots[started++] = open_client();
+        run_loop(now_ns() + 1000000ull, 0);
+        if (now_ns() > open_by) {
+            error_note("timed out opening connections");
+            break;
+        }
+    }
+    uint64_t opened = g_live;
+    g_interval_ns = 1e9 / g_rate;
+    g_t0 = now_ns();
+    g_t1 = g_t0 + (uint64_t)(g_warmup * 1e9);
+    g_t2 = g_t1 + (uint64_t)(g_duration * 1e9);
+    g_pacing = 1;
+    run_loop(g_t1, 0);
+    mark("start");
+    double cpu1 = cpu_seconds();
+    run_loop(g_t2, 0);
+    uint64_t t2 = now_ns();
+    double cpu2 = cpu_seconds();
+    mark("end");
+    uint64_t drain_by = t2 + (uint64_t)(g_drain * 1e9);
+    while (g_recv_meas + g_lost < g_sent_win && now_ns() < drain_by)
+        run_loop(now_ns() + 2000000ull, 0);
+    uint64_t now = now_ns(), missing = 0;
+    for (int i = 0; i < g_conns; i++) {
+        int fd = g_slots[i];
+        if (fd < 0 || g_c[fd].state == S_FREE) continue;
+        conn_t *c = &g_c[fd];
+        for (size_t j = 0; j < c->qlen; j++) {
+            uint64_t due = c->q[(c->qhead + j) % c->qcap];
+            if (due >= g_t1 && due < g_t2) {
+                hist_add(now - due);
+                missing++;
+            }
+        }
+    }
+    uint64_t lost = g_lost + missing, live = g_live;
+    double secs = (double)(t2 - g_t1) / 1e9;
+    g_stop = 1;
+    close_all(3.0);
+    printf("{\"mode\": \"paced\", \"conns\": %d, \"opened\": %llu, \"open\": %llu, "
+           "\"rate\": %.1f, \"seconds\": %.3f, \"scheduled\": %llu, \"sent\": %llu, "
+           "\"unsent\": %llu, \"received\": %llu, \"lost\": %llu, \"messages\": %llu, "
+           "\"offered_per_s\": %.1f, \"msgs_per_s\": %.1f, \"p50_us\": %llu, "
+           "\"p90_us\": %llu, \"p99_us\": %llu, \"max_us\": %llu, "
+           "\"send_late_p50_us\": %llu, \"send_late_p99_us\": %llu, \"sent_total\": %llu, "
+           "\"loadgen_cpu_seconds\": %.3f, \"setup_cpu_seconds\": %.3f, ",
+           g_conns, (unsigned long long)opened, (unsigned long long)live, g_rate, secs,
+           (unsigned long long)g_sched_win, (unsigned long long)g_sent_win,
+           (unsigned long long)g_unsent_win, (unsigned long long)g_recv_meas,
+           (unsigned long long)lost, (unsigned long long)g_recv_meas,
+           (double)g_sched_win / secs, (double)g_recv_win / secs,
+           (unsigned long long)percentile(0.5), (unsigned long long)percentile(0.9),
+           (unsigned long long)percentile(0.99), (unsigned long long)(g_max_ns / 1000),
+           (unsigned long long)quantile(g_late_hist, HIST_US + 1, g_late_n, 0.5),
+           (unsigned long long)quantile(g_late_hist, HIST_US + 1, g_late_n, 0.99),
+           (unsigned long long)g_sent_total, cpu2 - cpu1, cpu1 - cpu0);
     print_json_error();
     printf("}\n");
     return 0;
@@ -701,6 +925,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen echo|rtt|idle|handshakes [--host H] [--port P] [--path /p]\n"
             "       [--conns N] [--duration S] [--warmup S] [--size B] [--concurrency C]\n"
+            "       [--rate MSGS_PER_S [--drain S] [--open-rate CONNS_PER_S]] (rtt: open loop)\n"
             "       [--header 'Name: value']...\n");
     exit(2);
 }
@@ -734,6 +959,12 @@ int main(int argc, char **argv) {
             g_warmup = atof(v);
         else if (!strcmp(k, "--size"))
             g_size = atoi(v);
+        else if (!strcmp(k, "--rate"))
+            g_rate = atof(v);
+        else if (!strcmp(k, "--open-rate"))
+            g_open_rate = atof(v);
+        else if (!strcmp(k, "--drain"))
+            g_drain = atof(v);
         else if (!strcmp(k, "--concurrency"))
             g_concurrency = atoi(v);
         else if (!strcmp(k, "--header")) {
@@ -742,7 +973,9 @@ int main(int argc, char **argv) {
         } else
             usage();
     }
-    if (g_port <= 0 || g_size < 64 || g_size > (int)sizeof g_payload || g_conns < 1) usage();
+    if (g_port <= 0 || g_size < 64 || g_size > (int)sizeof g_payload || g_conns < 1 ||
+        g_rate < 0 || (g_rate > 0 && g_mode != M_RTT))
+        usage();
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
@@ -753,9 +986,10 @@ int main(int argc, char **argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
     g_maxfd = (int)rl.rlim_cur;
     g_c = calloc((size_t)g_maxfd, sizeof *g_c);
-    g_hist = calloc(HIST_US + 1, sizeof *g_hist);
+    g_hist = calloc(HIST_N, sizeof *g_hist);
+    g_late_hist = calloc(HIST_US + 1, sizeof *g_late_hist);
     g_ep = epoll_create1(0);
-    if (!g_c || !g_hist || g_ep < 0) {
+    if (!g_c || !g_hist || !g_late_hist || g_ep < 0) {
         perror("setup");
         return 1;
     }
@@ -777,7 +1011,7 @@ int main(int argc, char **argv) {
     case M_ECHO:
         return cmd_echo();
     case M_RTT:
-        return cmd_rtt();
+        return g_rate > 0 ? cmd_paced() : cmd_rtt();
     case M_IDLE:
         return cmd_idle();
     case M_HS:
