@@ -50,6 +50,8 @@ typedef struct {
     char fragmented;         /* inside a message whose last frame has not come */
     char closed;             /* a close frame has been seen */
     char masked;
+    char queueing;           /* count a client's turn messages instead of reporting them */
+    long long queued;        /* ... counted so far */
     PyObject *stash;         /* bytes: an unfinished header or close frame, held */
     PyObject *typing;        /* False: not observing; None: between messages; a _Prefix */
     PyObject *close_code;    /* int or None */
@@ -85,34 +87,69 @@ lookup(const TypeTable *table, const unsigned char *value, Py_ssize_t len)
     return 0;
 }
 
+static inline uint64_t
+load64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Unmasks payload[from:to) into window[from:...]: eight bytes at a time while the payload
+ * has eight more (so possibly past `to`, never past `avail`), then one at a time. `from`
+ * is 0 or a value this returned, so every word starts at a multiple of 4 and the mask
+ * repeated twice (`key64`) lines up with it. Returns how far the window is ready. */
+static Py_ssize_t
+unmask(unsigned char *window, const unsigned char *payload, Py_ssize_t from, Py_ssize_t to,
+       Py_ssize_t avail, uint64_t key64, const unsigned char *key)
+{
+    while (from < to) {
+        if (from + 8 <= avail) {
+            uint64_t w = load64(payload + from) ^ key64;
+            memcpy(window + from, &w, 8);
+            from += 8;
+        }
+        else {
+            window[from] = payload[from] ^ key[from & 3];
+            from++;
+        }
+    }
+    return from;
+}
+
 /* A text message's code from its first `avail` payload bytes (unmasked with `key` when
- * not NULL), or -1 when the usual prefix does not settle it (the Python walk reads on). */
+ * not NULL), or -1 when the usual prefix does not settle it (the Python walk reads on).
+ * This runs for every text frame: a client's bytes are unmasked only as far as the
+ * closing quote, a word at a time. */
 static int
 type_code(const unsigned char *payload, Py_ssize_t avail, const unsigned char *key,
           const TypeTable *table)
 {
-    unsigned char window[PREFIX_LEN + 2 + MAX_TYPE_LEN + 2];
-    Py_ssize_t span = PREFIX_LEN + 2 + max_value + 1;
+    unsigned char window[PREFIX_LEN + 2 + MAX_TYPE_LEN + 1 + 8];
+    Py_ssize_t span = PREFIX_LEN + 2 + max_value + 1; /* enough for the longest type */
     if (span > avail) {
         span = avail;
     }
-    if (span > (Py_ssize_t)sizeof(window)) {
-        span = (Py_ssize_t)sizeof(window);
+    if (span < PREFIX_LEN + 2) {
+        return -1;
     }
+    const unsigned char *b = payload;
+    Py_ssize_t ready = span;
+    uint64_t key64 = 0;
     if (key != NULL) {
-        for (Py_ssize_t i = 0; i < span; i++) {
-            window[i] = payload[i] ^ key[i & 3];
-        }
-        payload = window;
+        memcpy(&key64, key, 4);
+        memcpy((unsigned char *)&key64 + 4, key, 4);
+        b = window;
+        ready = unmask(window, payload, 0, PREFIX_LEN + 2, avail, key64, key);
     }
-    if (span < PREFIX_LEN + 2 || memcmp(payload, PREFIX, PREFIX_LEN) != 0) {
+    if (load64(b) != load64((const unsigned char *)PREFIX)) {
         return -1;
     }
     Py_ssize_t q = PREFIX_LEN;
-    if (payload[q] == ' ') {
+    if (b[q] == ' ') {
         q++;
     }
-    if (q >= span || payload[q] != '"') {
+    if (b[q] != '"') {
         return -1;
     }
     Py_ssize_t end = q + 2 + max_value; /* as turnscan.type_code bounds its search */
@@ -120,20 +157,44 @@ type_code(const unsigned char *payload, Py_ssize_t avail, const unsigned char *k
         end = span;
     }
     for (Py_ssize_t i = q + 1; i < end; i++) {
-        if (payload[i] == '"') {
-            if (memchr(payload + q + 1, '\\', (size_t)(i - q - 1)) != NULL) {
+        if (i >= ready) {
+            ready = unmask(window, payload, ready, i + 1, avail, key64, key);
+        }
+        if (b[i] == '"') {
+            if (memchr(b + q + 1, '\\', (size_t)(i - q - 1)) != NULL) {
                 return -1; /* an escape: the JSON reading decides */
             }
-            return lookup(table, payload + q + 1, i - q - 1);
+            return lookup(table, b + q + 1, i - q - 1);
         }
     }
     return -1;
 }
 
+/* The Python walk's Scan for a chunk, its codes counted instead while queueing. */
 static PyObject *
 hand_over(ScanCore *self, PyObject *data)
 {
-    return PyObject_CallMethodOneArg((PyObject *)self, walk_name, data);
+    PyObject *scan = PyObject_CallMethodOneArg((PyObject *)self, walk_name, data);
+    if (scan == NULL || !self->queueing || !PyTuple_Check(scan) || PyTuple_GET_SIZE(scan) != 9) {
+        return scan;
+    }
+    PyObject *events = PyTuple_GET_ITEM(scan, 8);
+    int64_t bits = PyLong_Check(events) ? (int64_t)_PyLong_NumBits(events) : -1;
+    if (bits <= 0) {
+        return scan; /* no codes (or not a count: left as it is) */
+    }
+    self->queued += (bits + 3) / 4; /* one code per four bits (turnscan.code_count) */
+    PyObject *counted = scan_type->tp_alloc(scan_type, 9);
+    if (counted == NULL) {
+        Py_DECREF(scan);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < 8; i++) {
+        PyTuple_SET_ITEM(counted, i, Py_NewRef(PyTuple_GET_ITEM(scan, i)));
+    }
+    PyTuple_SET_ITEM(counted, 8, PyLong_FromLong(0));
+    Py_DECREF(scan);
+    return counted;
 }
 
 static PyObject *
@@ -298,6 +359,11 @@ ScanCore_feed(ScanCore *self, PyObject *data)
             messages++;
         }
     }
+    if (count && self->queueing) {
+        self->queued += count; /* they wait behind the open turn: a count is all it needs */
+        count = 0;
+        packed = 0;
+    }
     hex[count] = '\0';
     PyObject *events = pack_codes(hex, count, packed);
     if (events == NULL) {
@@ -351,6 +417,8 @@ static PyMemberDef ScanCore_members[] = {
     {"_fragmented", T_BOOL, offsetof(ScanCore, fragmented), 0, NULL},
     {"closed", T_BOOL, offsetof(ScanCore, closed), 0, NULL},
     {"masked", T_BOOL, offsetof(ScanCore, masked), 0, NULL},
+    {"queueing", T_BOOL, offsetof(ScanCore, queueing), 0, NULL},
+    {"queued", T_LONGLONG, offsetof(ScanCore, queued), 0, NULL},
     {"_stash", T_OBJECT_EX, offsetof(ScanCore, stash), 0, NULL},
     {"_typing", T_OBJECT_EX, offsetof(ScanCore, typing), 0, NULL},
     {"close_code", T_OBJECT_EX, offsetof(ScanCore, close_code), 0, NULL},

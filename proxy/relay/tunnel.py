@@ -52,8 +52,14 @@ from strangler.proxy.relay.frame_relay import (
     gone_reason,
 )
 from strangler.proxy.relay.handshake import RawUpstream, accept_key, check_client
-from strangler.proxy.relay.turns import State, Turn, TurnMeters, each_code, left_by_client
-from strangler.proxy.relay.turnscan import CODE_BITS
+from strangler.proxy.relay.turns import (
+    State,
+    Turn,
+    TurnMeters,
+    each_code,
+    left_by_client,
+)
+from strangler.proxy.relay.turnscan import CODE_BITS, code_count
 from strangler.proxy.relay.wsframes import FrameScanner, close_frame
 
 # A backend's close code that judges what the client sent (bad input, by reason).
@@ -214,30 +220,44 @@ class Tunnel:
             return
         if source is Side.CLIENT:
             # Every code a client's scanner reports is a turn message (TURN).
-            state = state.request(self)
-            events >>= CODE_BITS
-            while events:
-                state = state.request(self)
-                events >>= CODE_BITS
-        elif events >> CODE_BITS:
-            for code in each_code(events):
-                state = state.event(self, code)
+            state = state.request(self, code_count(events))
         else:
-            state = state.event(self, events)
+            state = self._with_queued(state)
+            if events >> CODE_BITS:
+                for code in each_code(events):
+                    state = state.event(self, code)
+            else:
+                state = state.event(self, events)
         self._turns = state
+        # While a turn is open, the client's next turn messages only wait behind it: its
+        # scanner counts them itself (no call per message) until the turn ends.
+        self._from_client.scanner.queueing = state.__class__ is Turn
+
+    def _with_queued(self, state: State) -> State:
+        """`state` with the turn messages the client's direction counted since it opened."""
+        scanner = self._from_client.scanner
+        waiting = scanner.queued
+        if waiting:
+            scanner.queued = 0
+            state = state.request(self, waiting)
+        return state
 
     def turn_expired(self, turn: Turn) -> None:
         """The open turn's timer ran out (proxy/relay/turns.py)."""
         if self._turns is turn:
-            self._turns = turn.expired(self)
+            self._with_queued(turn)  # an open turn takes them and stays itself
+            state = turn.expired(self)
+            self._turns = state
+            self._from_client.scanner.queueing = state.__class__ is Turn
 
     def _turns_end(self) -> None:
         """The connection ended: its open turns end as abandoned or interrupted."""
         state = self._turns
         if state is not None:
             self._turns = None
+            self._from_client.scanner.queueing = False
             outcome = self.outcome()
-            state.ended(left_by_client(outcome.label, outcome.bad_input))
+            self._with_queued(state).ended(left_by_client(outcome.label, outcome.bad_input))
 
     # -- events -----------------------------------------------------------------------
 

@@ -117,9 +117,12 @@ class Idle:
         self.meters = meters
         self.opens_on_started = opens_on_started
 
-    def request(self, owner: Owner) -> State:
+    def request(self, owner: Owner, count: int = 1) -> State:
+        """`count` turn messages: the first opens a turn, the rest wait behind it."""
         self.meters.started.add()
-        return Turn(self.meters, owner, waiting=True)
+        turn = Turn(self.meters, owner, waiting=True)
+        turn.queued = count - 1
+        return turn
 
     def event(self, owner: Owner, code: int) -> State:
         if code != AGENT_STARTED or not self.opens_on_started:
@@ -146,8 +149,8 @@ class Turn:
         self.waiting = waiting  # a client request waiting for its first event
         self.timer = meters.clock.later(meters.timeout, owner, self)
 
-    def request(self, owner: Owner) -> State:
-        self.queued += 1
+    def request(self, owner: Owner, count: int = 1) -> State:
+        self.queued += count
         return self
 
     def event(self, owner: Owner, code: int) -> State:

@@ -43,6 +43,13 @@ AGENT_ERROR: Final = 6
 # Codes are small and never 0, so a scanner can pack a chunk's codes into one int,
 # four bits each, in the order the frames came.
 CODE_BITS: Final = 4
+
+
+def code_count(codes: int) -> int:
+    """How many codes a scanner packed into one int (each nonzero, CODE_BITS wide)."""
+    return (codes.bit_length() + CODE_BITS - 1) // CODE_BITS
+
+
 CLIENT_CODES: Final[Mapping[bytes, int]] = {t.encode(): TURN for t in TURN_TYPES}
 SERVER_CODES: Final[Mapping[bytes, int]] = {
     t.encode(): i for i, t in enumerate(EVENT_TYPES, start=1)

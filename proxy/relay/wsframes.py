@@ -52,6 +52,10 @@ sends (every frame must be masked), `masked=False` for what a server sends (none
   bytes alone are kept, at most READ_LIMIT), and the code is reported with the chunk
   that completed them. A compressed message (permessage-deflate's RSV1) is not read.
 
+- `queued`: while `queueing` is set (the tunnel sets it on a client's scanner while a
+  turn is open), turn messages are added to `queued` instead of reported in `events`:
+  they only wait behind the open turn, and the tunnel takes the count when it ends.
+
 After an error the scanner is failed and every later `Scan` repeats the error with
 `error_offset` 0 (nothing more may be forwarded). After 1009 the framing is still
 intact, so it keeps walking frames (without limits) and still reports `close_seen`: a
@@ -92,6 +96,7 @@ from strangler.proxy.relay.turnscan import (
     SERVER_OPENINGS,
     SERVER_PREFIXES,
     VALUE_AT,
+    code_count,
     type_code,
 )
 
@@ -172,6 +177,10 @@ class FrameRules:
     # bytes of a text message are read on (one slot: an idle scanner is no bigger with
     # observation on).
     _typing: _Prefix | bool | None
+    # A client's turn messages, counted instead of reported while `queueing` (the tunnel
+    # sets it while a turn is open: they only wait behind it, and a count is all it needs).
+    queueing: bool
+    queued: int
     closed: bool  # a close frame has been seen
     close_code: int | None  # ... with this code (None: none in it)
     masked: bool
@@ -199,6 +208,8 @@ class FrameRules:
         self._stash = b""
         self._error = 0
         self._typing = None if observe else False
+        self.queueing = False
+        self.queued = 0
         self.closed = False
         self.close_code = None
 
@@ -465,7 +476,14 @@ class FrameRules:
         """The rest of a chunk after a 1009 was reported in it (only closes matter)."""
         return self.feed(memoryview(data)[pos:]) if pos < len(data) or self._need else Scan()
 
-    feed = _walk  # the native core's `feed` comes first in its class's bases
+    def feed(self, data: bytes | bytearray | memoryview) -> Scan:
+        """Walk the frame headers of the next chunk of the stream (the native core's
+        `feed` comes first in its class's bases, and does the same)."""
+        scan = self._walk(data)
+        if scan.events and self.queueing:
+            self.queued += code_count(scan.events)
+            return scan._replace(events=0)
+        return scan
 
 
 class PyFrameScanner(FrameRules):
@@ -488,6 +506,8 @@ class PyFrameScanner(FrameRules):
         "closed",
         "masked",
         "max_message_bytes",
+        "queued",
+        "queueing",
     )
 
 

@@ -192,6 +192,19 @@ async def test_a_client_that_leaves_mid_turn_abandons_it_and_those_queued(
     await settle(p, expected(started=2, abandoned=2, first_event=1))
 
 
+async def test_a_turn_queued_behind_one_that_times_out_opens_then(
+    start_proxy: StartProxy, relay: str
+) -> None:
+    p = await start_proxy(relay=settings(relay, turn_timeout=0.5))
+    async with aiohttp.ClientSession() as s, s.ws_connect(p.url(), headers=bearer("bob")) as ws:
+        await ask(ws)
+        await play(ws, "agent_started")
+        await ask(ws)  # waits behind the open turn
+        await settle(p, expected(started=2, timed_out=1, first_event=1))
+        await play(ws, *GOLDEN)
+    await settle(p, expected(started=2, timed_out=1, completed=1, first_event=2, to_complete=1))
+
+
 async def test_queued_turns_follow_one_another(start_proxy: StartProxy, relay: str) -> None:
     p = await start_proxy(relay=settings(relay))
     full = (*GOLDEN[:-1], "agent_completed")

@@ -15,7 +15,7 @@ from strangler.proxy.relay.turns import (
     each_code,
     left_by_client,
 )
-from strangler.proxy.relay.turnscan import CODE_BITS, EVENT_TYPES, GOLDEN_PATH
+from strangler.proxy.relay.turnscan import CODE_BITS, EVENT_TYPES, GOLDEN_PATH, code_count
 from strangler.proxy.telemetry import metrics
 
 CODE = {t: i for i, t in enumerate(EVENT_TYPES, start=1)}
@@ -173,6 +173,21 @@ def test_queued_turns_open_in_turn_and_end_with_the_connection() -> None:
     assert isinstance(watch.state, Turn) and watch.state.queued == 0
     watch.ended(client_left=True)
     assert book.counts() == {"started": 3, "completed": 1, "timed_out": 1, "abandoned": 1}
+
+
+def test_turn_messages_counted_together_are_turns_one_after_another() -> None:
+    """The tunnel hands over the turn messages a client sent behind an open turn as one
+    count (its scanner's `queued`): as many turns as one request each."""
+    book = Book()
+    owner = TurnWatch(book.meters)
+    state = book.meters.idle.request(owner, 3)
+    assert book.counts() == {"started": 1}
+    assert isinstance(state, Turn) and state.queued == 2
+    assert state.request(owner, 2) is state and state.queued == 4
+
+
+def test_packed_codes_are_counted_without_unpacking() -> None:
+    assert [code_count(c) for c in (0, 0x1, 0x11, 0x111, 0x6, 0x65, 0xF0F)] == [0, 1, 2, 3, 1, 2, 3]
 
 
 def test_the_end_of_a_connection_interrupts_its_open_turns_unless_the_client_left() -> None:

@@ -40,6 +40,7 @@ STATE = (
     "_stash",
     "closed",
     "close_code",
+    "queued",
 )
 TURN_MESSAGE = b'{"type": "user_message"}'
 TYPES = (*TURN_TYPES, *EVENT_TYPES, *OTHER_TYPES, "", "agent_", "x" * 40, "agent_start\\u0065d")
@@ -124,7 +125,9 @@ def test_native_and_python_scanners_agree_chunk_by_chunk(
     native_class = native_scanner()
     python = PyFrameScanner(limit, masked=masked, extensions=extensions, observe=observe)
     native = native_class(limit, masked=masked, extensions=extensions, observe=observe)
-    for chunk in chunks:
+    for i, chunk in enumerate(chunks):
+        # The tunnel has a client's scanner count turn messages while a turn is open.
+        native.queueing = python.queueing = masked and i % 3 == 1
         assert native.feed(chunk) == python.feed(chunk)
         assert state(native) == state(python)
 
@@ -147,6 +150,21 @@ def test_the_native_core_takes_the_usual_chunk_without_the_python_walk(
         scan = scanner.feed(wire * 3 + frame(OP_PING, b"", mask=b"abcd" if masked else None))
         assert (scan.messages, scan.payload_bytes, scan.at_boundary) == (3, 3 * len(message), True)
         assert scan.events == (0x111 if masked else 0)  # three turn messages from a client
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_turn_messages_behind_an_open_turn_are_counted_not_reported(native: bool) -> None:
+    scanner_class = native_scanner() if native else PyFrameScanner
+    scanner = scanner_class(1 << 20, masked=True, observe=True)
+    turn = frame(OP_TEXT, TURN_MESSAGE, mask=b"abcd")
+    assert scanner.feed(turn).events == 0x1
+    scanner.queueing = True
+    assert scanner.feed(turn * 2).events == 0 and scanner.queued == 2
+    # A type only the Python walk settles (another key first) is counted the same way.
+    other_first = frame(OP_TEXT, b'{"id": 1, "type": "user_message"}', mask=b"abcd")
+    assert scanner.feed(other_first).events == 0 and scanner.queued == 3
+    scanner.queueing = False
+    assert scanner.feed(other_first).events == 0x1 and scanner.queued == 3
 
 
 def test_an_idle_native_scanner_is_smaller_than_the_python_one() -> None:
