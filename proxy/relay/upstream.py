@@ -85,6 +85,9 @@ def new_session(connect_timeout: float) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=False)
     return aiohttp.ClientSession(
         connector=connector,
+        # One session serves every client: a jar would keep a cookie the backend set on one
+        # user's handshake and send it with every later user's (as the tunnel never does).
+        cookie_jar=aiohttp.DummyCookieJar(),
         response_class=_KeepsRefusalBody,
         ws_response_class=BackendSocket,
         skip_auto_headers=("User-Agent",),
