@@ -31,6 +31,7 @@ Writes a markdown table and an SVG of the curve next to it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -59,10 +60,11 @@ SUSTAINED = 0.97
 SETTLE_FLOOR = ", compare: {timeout_floor: 1.0}"
 # Proxy CPU share of a core under which it counts as calm between runs.
 CALM_CPU = 0.05
-# Other processes' share of the proxy's core: under QUIET a step starts without waiting;
-# over CONTENDED in either run of a step, its comparison is flagged and left out of
-# the verdict (the two runs did not get the same machine).
-QUIET, CONTENDED = 0.15, 0.25
+# Other processes' share of the proxy's core: under QUIET a step starts without waiting.
+# A run in which the proxy waited for its core more than WAITED of the time (or, where
+# that is not known, other processes took more than CONTENDED of it) did not get the
+# machine its pair got: the step's comparison is flagged and left out of the verdict.
+QUIET, CONTENDED, WAITED = 0.15, 0.25, 0.05
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,24 @@ class CoreClock:
                     # user nice system (idle iowait) irq softirq steal
                     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / harness.CLK_TCK
         return 0.0
+
+
+class WaitClock:
+    """Seconds a process's threads spent runnable but waiting for a core
+    (/proc/<pid>/task/*/schedstat), read like a Service's CPU. Unlike the neighbours'
+    share, it counts only the work that delayed the proxy, whatever its niceness."""
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+
+    def cpu(self) -> float:
+        total = 0
+        base = f"/proc/{self.svc.proc.pid}/task"
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(base):
+                with contextlib.suppress(OSError), open(f"{base}/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1])
+        return total / 1e9
 
 
 def metrics(admin: int) -> dict[str, float]:
@@ -189,6 +209,8 @@ def paced_run(
         # What else ran on the proxy's core: a proxy that gets half of it saturates at
         # half the rate, in either mode, and its CPU share never reaches shedding's.
         r["neighbours_share"] = max(0.0, r["cpu"]["core"] - r["cpu"]["thing"]) / secs
+    if "wait" in r["cpu"]:
+        r["proxy_wait_share"] = r["cpu"]["wait"] / secs
     return r
 
 
@@ -255,6 +277,7 @@ def ladder(
         watched["core"] = cast(Service, core)
     targets = harness.scenario_targets(proxy.port, "")
     legacy, shadow = targets["legacy"], targets["shadow"]
+    watched["wait"] = cast(Service, WaitClock(proxy))
     runs: dict[str, tuple[Target, dict[str, Service]]] = {
         "legacy": (legacy, watched),
         "shadow": (shadow, watched),
@@ -262,7 +285,7 @@ def ladder(
     if frames is not None:
         runs["frames"] = (
             harness.scenario_targets(frames.port, "")["legacy"],
-            {**watched, "thing": frames},
+            {**watched, "thing": frames, "wait": cast(Service, WaitClock(frames))},
         )
     out: dict[str, Any] = {"steps": []}
     try:
@@ -324,6 +347,12 @@ def ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
 
+def contended(run: dict[str, Any]) -> bool:
+    if "proxy_wait_share" in run:
+        return bool(run["proxy_wait_share"] > WAITED)
+    return bool(run.get("neighbours_share", 0.0) > CONTENDED)
+
+
 def sustained(run: dict[str, Any]) -> bool:
     return bool(run["msgs_per_s"] >= SUSTAINED * run["offered_per_s"] and run["lost"] == 0)
 
@@ -352,16 +381,14 @@ def rows(ladders: list[dict[str, Any]]) -> list[Row]:
     out: list[Row] = []
     for i in range(min(len(lad["steps"]) for lad in ladders)):
         values: dict[str, list[float | None]] = {}
-        ok = contended = 0
+        ok = noisy_ladders = 0
         add = functools.partial(_add, values)
         for lad in ladders:
             s = lad["steps"][i]
             lg, sh = s["legacy"], s["shadow"]
             ok += sustained(lg)
-            noisy = any(
-                r.get("neighbours_share", 0.0) > CONTENDED for r in (lg, sh, s.get("frames", {}))
-            )
-            contended += noisy
+            noisy = any(contended(r) for r in (lg, sh, s.get("frames", {})))
+            noisy_ladders += noisy
             add("offered", lg["offered_per_s"])
             add("legacy_rate", lg["msgs_per_s"])
             add("shadow_rate", sh["msgs_per_s"])
@@ -373,6 +400,7 @@ def rows(ladders: list[dict[str, Any]]) -> list[Row]:
                 add(f"{mode}_lost", r["lost"])
                 add(f"{mode}_late99", r["send_late_p99_us"] / 1000)
                 add(f"{mode}_neighbours", r.get("neighbours_share"))
+                add(f"{mode}_waited", r.get("proxy_wait_share"))
             add("r50", ratio(sh["p50_us"], lg["p50_us"]))
             add("r99", ratio(sh["p99_us"], lg["p99_us"]))
             # The same ratios from the runs that shared the machine alike, for the verdict.
@@ -391,7 +419,7 @@ def rows(ladders: list[dict[str, Any]]) -> list[Row]:
             add("closed", shed["secondaries_closed"])
             add("skipped", shed["turns_skipped"])
             add("dropped", shed["frames_dropped"])
-        out.append(Row(ladders[0]["steps"][i]["rate"], values, ok, len(ladders), contended))
+        out.append(Row(ladders[0]["steps"][i]["rate"], values, ok, len(ladders), noisy_ladders))
     return out
 
 
@@ -414,7 +442,7 @@ def table(rs: list[Row]) -> str:
         "| offered msg/s | achieved legacy / shadow | legacy p50 / p99 ms | shadow p50 / p99 ms "
         "| **p50 ratio** | **p99 ratio** | proxy CPU µs/msg legacy / shadow (core share) "
         "| **shed share** | secondaries refused / closed, turns skipped "
-        "| neighbours' share of the proxy's core legacy / shadow |",
+        "| others on the proxy's core (proxy waited for it) legacy / shadow |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rs:
@@ -431,7 +459,8 @@ def table(rs: list[Row]) -> str:
             f"| {with_span(r, 'shed', '.0%')} "
             f"| {f(r.med('refused'), '.0f')} / {f(r.med('closed'), '.0f')}, "
             f"{f(r.med('skipped'), ',.0f')} "
-            f"| {f(r.med('legacy_neighbours'), '.0%')} / {f(r.med('shadow_neighbours'), '.0%')} |"
+            f"| {f(r.med('legacy_neighbours'), '.0%')} ({f(r.med('legacy_waited'), '.0%')}) / "
+            f"{f(r.med('shadow_neighbours'), '.0%')} ({f(r.med('shadow_waited'), '.0%')}) |"
         )
     return "\n".join(lines)
 
@@ -757,9 +786,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             "Medians over the ladders; ratios are taken within a ladder, then the median "
             "(range in brackets). † legacy did not sustain the offered rate (achieved < "
-            f"{SUSTAINED:.0%} of it, or replies lost) in at least one ladder. ‡ other "
-            f"processes took more than {CONTENDED:.0%} of the proxy's core during a run of "
-            "this step in at least one ladder (left out of the verdict below). Shed share: "
+            f"{SUSTAINED:.0%} of it, or replies lost) in at least one ladder. ‡ in at least "
+            "one ladder, a proxy of this step waited for its core (other processes on it) "
+            f"more than {WAITED:.0%} of a run (or, where that is unknown, other processes took "
+            f"more than {CONTENDED:.0%} of it): left out of the verdict below. Shed share: "
             "the shadow turns offered (messages sent) that were never compared.",
             "",
             *(
