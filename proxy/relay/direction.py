@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from strangler.proxy.relay.frame_relay import Meters, Side
+from strangler.proxy.relay.messages import TextMessages
 from strangler.proxy.relay.wsframes import FrameScanner
 
 if TYPE_CHECKING:
@@ -189,6 +190,44 @@ class Direction:
             self._count(messages)
         if nbytes:
             self._size(nbytes)
+
+
+class Tap(Protocol):
+    """What a compared connection's tunnel copies its text messages to (the shadow tee):
+    the client's, and the primary's; `detached` once nothing more is wanted."""
+
+    detached: bool
+
+    def client_text(self, data: bytes) -> None: ...
+
+    def primary_text(self, data: bytes) -> None: ...
+
+
+class TappedDirection(Direction):
+    """A direction whose forwarded bytes are also read as text messages for a tap. Only
+    compared connections have one: every other tunnel keeps the plain Direction."""
+
+    __slots__ = ("messages", "tap")
+
+    def __init__(
+        self,
+        tunnel: Tunnel,
+        source: Side,
+        scanner: FrameScanner,
+        meters: Meters,
+        destination: Hop,
+        tap: Tap,
+    ) -> None:
+        super().__init__(tunnel, source, scanner, meters, destination)
+        self.tap = tap
+        deliver = tap.client_text if source is Side.CLIENT else tap.primary_text
+        self.messages = TextMessages(deliver)
+
+    def _write(self, data: bytes) -> None:
+        Direction._write(self, data)
+        # The copy is read after the bytes went on: the primary never waits for it.
+        if not self.tap.detached:
+            self.messages.feed(data)
 
 
 class ClientSink:

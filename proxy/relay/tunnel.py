@@ -38,7 +38,14 @@ from typing import cast
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 
-from strangler.proxy.relay.direction import ClientSink, Direction, Hop, other_side
+from strangler.proxy.relay.direction import (
+    ClientSink,
+    Direction,
+    Hop,
+    Tap,
+    TappedDirection,
+    other_side,
+)
 from strangler.proxy.relay.frame_relay import (
     CLOSE_GOING_AWAY,
     CLOSE_INVALID_TEXT,
@@ -98,6 +105,7 @@ class Tunnel:
         outbound: Meters,
         backend_lost_code: int,
         turns: TurnMeters | None = None,
+        tap: Tap | None = None,
     ) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         client = cast(asyncio.Transport, request.transport)
@@ -111,20 +119,23 @@ class Tunnel:
         self._client_hop = Hop(client)
         self._backend_hop = Hop(upstream.transport)
         observe = turns is not None
-        self._from_client = Direction(
-            self,
-            Side.CLIENT,
-            FrameScanner(max_message_bytes, masked=True, observe=observe),
-            inbound,
-            self._backend_hop,
-        )
-        self._from_backend = Direction(
-            self,
-            Side.BACKEND,
-            FrameScanner(max_message_bytes, masked=False, observe=observe),
-            outbound,
-            self._client_hop,
-        )
+        client_scanner = FrameScanner(max_message_bytes, masked=True, observe=observe)
+        backend_scanner = FrameScanner(max_message_bytes, masked=False, observe=observe)
+        if tap is None:
+            self._from_client = Direction(
+                self, Side.CLIENT, client_scanner, inbound, self._backend_hop
+            )
+            self._from_backend = Direction(
+                self, Side.BACKEND, backend_scanner, outbound, self._client_hop
+            )
+        else:
+            # A compared connection: the comparison reads copies of the text messages.
+            self._from_client = TappedDirection(
+                self, Side.CLIENT, client_scanner, inbound, self._backend_hop, tap
+            )
+            self._from_backend = TappedDirection(
+                self, Side.BACKEND, backend_scanner, outbound, self._client_hop, tap
+            )
         self._end: End | None = None
         # The loop is asked for where needed, not kept: its slot holds the turn state.
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -444,6 +455,7 @@ async def accept(
     upstream: RawUpstream,
     turns: TurnMeters | None = None,
     *,
+    tap: Tap | None = None,
     max_message_bytes: int,
     close_timeout: float,
     inbound: Meters,
@@ -453,7 +465,8 @@ async def accept(
     """Answer the client's upgrade with what the backend agreed; the tunnel, or None if
     the client left during the handshake. A malformed client handshake raises the 400
     aiohttp would have sent (the backend socket is closed first). `turns`: where its
-    turns are counted (None: not observed)."""
+    turns are counted (None: not observed); `tap`: where a compared connection's text
+    messages are copied."""
     try:
         key = check_client(request)
     except web.HTTPException:
@@ -490,6 +503,7 @@ async def accept(
         outbound=outbound,
         backend_lost_code=backend_lost_code,
         turns=turns,
+        tap=tap,
     )
     tunnel.attach()
     return response, tunnel

@@ -1,9 +1,10 @@
 """Serving one admitted connection: the byte tunnel or the per-frame relay, the shadow
 tee in the comparison modes, and what its end tells the metrics and the flag's guard.
 
-The tunnel is chosen whenever the bytes may pass untouched (no translation, no
-secondary); everything else goes frame by frame, translated where the client's dialect
-is not the serving backend's, and tapped for the tee in shadow and live modes.
+The tunnel is chosen whenever the primary's bytes may pass untouched (it speaks the
+client's dialect): in shadow and live modes too, with the tee fed copies of the text
+messages. Everything else goes frame by frame, translated where the client's dialect is
+not the serving backend's, and tapped for the tee in shadow and live modes.
 """
 
 from __future__ import annotations
@@ -91,15 +92,17 @@ class Serving:
         headers = self._backends.headers(request, route, style)
         if self._tunnels(route, dialect, decision):
             return self._tunnel(
-                request, route, dialect, decision, offered, headers, user_id, claims, ticket
+                request, route, dialect, style, decision, offered, headers, user_id, claims, ticket
             )
         return self._frames(
             request, route, dialect, style, decision, offered, headers, user_id, claims, ticket
         )
 
     def _tunnels(self, route: Route, dialect: str, decision: Decision) -> bool:
-        """Whether the connection's bytes may pass untouched: no translation, no secondary."""
-        if self._config.relay.tunnel != "auto" or decision.mode not in (Mode.LEGACY, Mode.UNIFIED):
+        """Whether the primary's bytes may pass untouched: it speaks the client's dialect.
+        A compared connection (shadow, live) rides the tunnel too, its comparison fed
+        with copies of the text messages (proxy/relay/messages.py)."""
+        if self._config.relay.tunnel != "auto":
             return False
         return not needs_translation(dialect, PRIMARY[decision.mode], route.greeting)
 
@@ -141,17 +144,7 @@ class Serving:
             await upstream_ws.close(code=CLOSE_GOING_AWAY, message=b"client went away")
             return client_ws
 
-        # The unified router speaks canonical; a client of another dialect (or of a route
-        # set up with another greeting) needs its frames translated, on the primary path
-        # or for the shadow copy.
-        translator = (
-            Translator(
-                adapter(dialect),
-                Context(route.name, user_id, connection_mode(dialect), greeting=route.greeting),
-            )
-            if needs_translation(dialect, "unified", route.greeting)
-            else None
-        )
+        translator = _translator(route, dialect, user_id)
         filters = IDENTITY
         if translator is not None and backend_name == "unified":
             filters = Filters(
@@ -210,6 +203,7 @@ class Serving:
         request: web.Request,
         route: Route,
         dialect: str,
+        style: AuthStyle,
         decision: Decision,
         offered: list[str],
         headers: CIMultiDict[str],
@@ -218,9 +212,12 @@ class Serving:
         ticket: bool,
     ) -> web.StreamResponse:
         """The byte tunnel (relay/tunnel.py): the same handshake, then bytes, not frames."""
-        # Extensions (permessage-deflate) are agreed end to end: the bytes are not ours.
-        for value in request.headers.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, ()):
-            headers.add(hdrs.SEC_WEBSOCKET_EXTENSIONS, value)
+        compared = decision.mode in (Mode.SHADOW, Mode.LIVE)
+        if not compared:
+            # Extensions (permessage-deflate) are agreed end to end: the bytes are not
+            # ours. A compared connection's are read, so none is agreed there.
+            for value in request.headers.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, ()):
+                headers.add(hdrs.SEC_WEBSOCKET_EXTENSIONS, value)
         backends = self._backends
         opened = await backends.open_primary(
             request, route, decision, offered, headers, backends.connect_raw
@@ -229,12 +226,27 @@ class Serving:
         if isinstance(opened, web.Response):
             return opened
         backend_name, decision, raw = opened
+        tee = (
+            self._start_tee(
+                request,
+                route,
+                dialect,
+                style,
+                decision,
+                offered,
+                _translator(route, dialect, user_id),
+                user_id,
+            )
+            if compared
+            else None
+        )
         # The turns' meters first, while the stack is shallow, and no local for the relay
         # settings: this coroutine's frame is kept for the connection's life.
         response, tunnel = await accept_tunnel(
             request,
             raw,
             self._turns.meters(route.name, decision.mode.value, backend_name, decision.flag),
+            tap=tee,
             max_message_bytes=self._config.relay.max_message_bytes,
             close_timeout=self._config.relay.close_timeout,
             inbound=self._meters(route, backend_name, "client_to_backend"),
@@ -243,6 +255,8 @@ class Serving:
             or self._config.relay.upstream_lost_close_code,
         )
         if tunnel is None:
+            if tee is not None:
+                tee.primary_closed()
             return response
         conn = Connection(
             route,
@@ -263,6 +277,8 @@ class Serving:
         finally:
             label = self._connections.forget(conn, label)
             logged.closed(label, tunnel.client_close_code)
+            if tee is not None:
+                tee.primary_closed()
         return response
 
     def _meters(self, route: Route, backend: str, direction: str) -> Meters:
@@ -328,6 +344,18 @@ class Serving:
             backend=secondary,
         )
         return tee
+
+
+def _translator(route: Route, dialect: str, user_id: str | None) -> Translator | None:
+    """The unified router speaks canonical: a client of another dialect (or of a route set
+    up with another greeting) needs its frames translated, on the primary path or for
+    the shadow copy; None when it needs none."""
+    if not needs_translation(dialect, "unified", route.greeting):
+        return None
+    return Translator(
+        adapter(dialect),
+        Context(route.name, user_id, connection_mode(dialect), greeting=route.greeting),
+    )
 
 
 def _counting_rejects(

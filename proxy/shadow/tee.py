@@ -104,7 +104,9 @@ class Tee:
         self._dropped = False  # primary frames lost: the comparison fell behind
         self._failure: str | None = None  # why the secondary failed, once it has
         self._overflowed = asyncio.Event()  # stop the secondary now: it flooded, or was shed
-        self._detached = False  # shed, and nothing left to compare: the taps do nothing
+        # Shed, and nothing left to compare: the taps do nothing (and a tunnel stops
+        # reading its bytes as messages).
+        self.detached = False
         self._primary_closed = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse[Any] | None = None
         self.comparator = Comparator(primary, hub.settings.compare)
@@ -117,8 +119,18 @@ class Tee:
     # -- taps: called by the relay on the primary path; must never block --------------
 
     def client_tap(self, data: bytes, kind: WSMsgType) -> None:
-        """A client frame: copy it to the secondary and to the comparison."""
-        if kind is not WSMsgType.TEXT or self._detached:
+        """A client frame (the per-frame relay's tap)."""
+        if kind is WSMsgType.TEXT:
+            self.client_text(data)
+
+    def primary_tap(self, data: bytes, kind: WSMsgType) -> None:
+        """A frame the primary sent the client (the per-frame relay's tap)."""
+        if kind is WSMsgType.TEXT and not self.detached:
+            self._enqueue(self.primary.value, data, time.monotonic())
+
+    def client_text(self, data: bytes) -> None:
+        """A client's text message: copy it to the secondary and to the comparison."""
+        if self.detached:
             return
         now = time.monotonic()
         if self._failure is None:  # a failed secondary gets no more copies
@@ -130,9 +142,9 @@ class Tee:
                 self._overflow()
         self._enqueue(_CLIENT, data, now)
 
-    def primary_tap(self, data: bytes, kind: WSMsgType) -> None:
-        """A frame the primary sent the client: compare it."""
-        if kind is WSMsgType.TEXT and not self._detached:
+    def primary_text(self, data: bytes) -> None:
+        """A text message the primary sent the client: compare it."""
+        if not self.detached:
             self._enqueue(self.primary.value, data, time.monotonic())
 
     def _enqueue(self, source: str, data: bytes, now: float) -> None:
@@ -350,7 +362,7 @@ class Tee:
             self._report(verdicts)
             if self._failure == _SHED and not comparator.comparing:
                 # Shed, and every turn it was still comparing is judged: stop copying.
-                self._detached = True
+                self.detached = True
                 from_primary.clear()
                 self._report(comparator.primary_closed(now))
                 hub.busy += clock() - began

@@ -82,7 +82,7 @@ async def test_identity_connections_are_tunnelled_translated_ones_are_not(
             assert tunnelled(proxy) == [False]
 
 
-async def test_shadow_and_live_connections_keep_the_per_frame_relay(
+async def test_compared_connections_ride_the_tunnel_when_their_primary_speaks_the_dialect(
     start_proxy: StartProxy,
 ) -> None:
     flags = (
@@ -92,15 +92,25 @@ async def test_shadow_and_live_connections_keep_the_per_frame_relay(
     p = await start_proxy(flags, relay=TUNNEL)
     proxy = p.running.proxy
     async with aiohttp.ClientSession() as s:
+        # Shadow's primary is legacy, live's on /ws the unified router in the main
+        # dialect: the primary's bytes pass, and no extension is agreed even when the
+        # client offers one (the comparison reads the messages).
         for user, backend in (("sam", "legacy"), ("liv", "unified")):
-            async with s.ws_connect(p.url(), headers=bearer(user)) as ws:
+            async with s.ws_connect(p.url(), headers=bearer(user), compress=15) as ws:
+                assert not ws.compress
                 await ws.send_str("who")
                 assert (await ws.receive_json()) == {"backend": backend}
                 assert [c.mode.value for c in proxy.connections] == [
                     "shadow" if user == "sam" else "live"
                 ]
-                assert tunnelled(proxy) == [False]
+                assert tunnelled(proxy) == [True]
             await wait_for(lambda: _true(not proxy.connections))
+        extensions = p.legacy.handshakes[-1]["headers"].get("Sec-WebSocket-Extensions", "")
+        assert extensions == ""
+        # Live on a route whose dialect the unified router does not speak: translated.
+        async with s.ws_connect(p.url("/ws/factory"), headers=bearer("liv")):
+            await wait_for(lambda: _true(len(proxy.connections) == 1))
+            assert tunnelled(proxy) == [False]
 
 
 async def test_tunnel_off_relays_every_connection_frame_by_frame(start_proxy: StartProxy) -> None:
