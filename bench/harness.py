@@ -177,9 +177,11 @@ class Env:
 # -- the things under test ------------------------------------------------------------
 
 
-def start_echo(env: Env, name: str) -> tuple[Service, int]:
+def start_echo(env: Env, name: str, *, turns: bool = False) -> tuple[Service, int]:
+    """The C echo upstream; `turns`: it answers a user_message with a turn's five events."""
     port = free_port()
-    svc = env.spawn(name, [str(env.loadgen), "echo", "--port", str(port)], core=0)
+    cmd = [str(env.loadgen), "echo", "--port", str(port), "--turns", str(int(turns))]
+    svc = env.spawn(name, cmd, core=0)
     wait_port(port, svc)
     return svc, port
 

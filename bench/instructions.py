@@ -1,6 +1,6 @@
 """User-space instructions the proxy spends per echo round trip (valgrind callgrind).
 
-    .venv/bin/python bench/instructions.py [--source DIR] [--scenario legacy] \\
+    .venv/bin/python bench/instructions.py [--source DIR] [--scenario legacy] [--turns] \\
         [--seconds 15] [--env STRANGLER_PURE_PYTHON=1] [--relay-keys ", tunnel: off"]
 
 CPU time on a shared, two-core machine moves by a third between runs; an instruction
@@ -9,7 +9,9 @@ counting is switched on (`callgrind_control -i on`) only while one client of the
 generator does bench round trips through it to the C echo upstream (bench/harness.py's
 setup: its config, users and 300-byte JSON message), and the count is divided by the
 round trips the proxy itself counted (`strangler_messages_total`, client to backend).
-It leaves out the kernel's share (socket reads and writes), which a change to the
+With --turns the echo answers each message with a turn's five golden-path events and a
+round trip ends with the last (the traffic shadow mode compares). It leaves out the
+kernel's share (socket reads and writes), which a change to the
 proxy's Python or C does not touch. Prints one JSON line.
 """
 
@@ -48,12 +50,17 @@ def main() -> int:
     p.add_argument("--size", type=int, default=300)
     p.add_argument("--relay-keys", default="", help='more relay keys, e.g. ", tunnel: off"')
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the proxy")
+    p.add_argument(
+        "--turns",
+        action="store_true",
+        help="turn-shaped traffic: the echo answers each message with a turn's five events",
+    )
     p.add_argument("--keep", type=Path, help="copy callgrind's profile here (callgrind_annotate)")
     a = p.parse_args()
     loadgen = harness.ROOT / "bench" / "loadgen" / "loadgen"
     extra_env = dict(kv.split("=", 1) for kv in a.env)
     with harness.environment(loadgen, False, a.source) as env:
-        _, echo_port = harness.start_echo(env, "echo")
+        _, echo_port = harness.start_echo(env, "echo", turns=a.turns)
         port, admin = harness.free_port(), harness.free_port()
         cfg = harness.proxy_config(
             env.work / "proxy", port, admin, echo_port, echo_port, a.relay_keys
@@ -87,7 +94,7 @@ def main() -> int:
         )
         harness.wait_port(admin, proxy, timeout=300)
         target = harness.scenario_targets(port, "")[a.scenario]
-        common = ["--size", str(a.size), "--conns", "1"]
+        common = ["--size", str(a.size), "--conns", "1", "--turns", str(int(a.turns))]
         # One untimed pass first: imports, caches and the first connection's set-up.
         harness.run_loadgen(env, "rtt", target, {}, [*common, "--duration", "3"], 300)
         before = relayed(admin)
@@ -113,6 +120,7 @@ def main() -> int:
                     "scenario": a.scenario,
                     "env": extra_env,
                     "relay_keys": a.relay_keys,
+                    "turns": a.turns,
                     "round_trips": trips,
                     "loadgen_messages": result.get("messages"),
                     "instructions": total,

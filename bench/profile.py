@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--loadgen", type=Path, default=h.ROOT / "bench" / "loadgen" / "loadgen")
     p.add_argument("--source", type=Path, default=h.ROOT, help="the proxy's source tree")
     p.add_argument("--out", type=Path, default=Path("bench/out/profile.txt"))
+    p.add_argument(
+        "--turns", action="store_true", help="turn-shaped traffic (loadgen echo --turns 1)"
+    )
     a = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(h.ROOT / ".venv" / "bin" / "py-spy")
     name = a.scenario
@@ -69,8 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = ', tunnel: "off"' if label else ""
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with h.environment(a.loadgen, True, a.source) as env:
-        _, port_a = h.start_echo(env, "echo-a")
-        _, port_b = h.start_echo(env, "echo-b")
+        _, port_a = h.start_echo(env, "echo-a", turns=a.turns)
+        _, port_b = h.start_echo(env, "echo-b", turns=a.turns)
         px = h.start_proxy(env, "proxy", port_a, port_b, extra)
         key = "legacy" if name == "idle-open" else name
         t = h.scenario_targets(px.port, label)[key if key.endswith(label) else key + label]
@@ -107,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             args = ["--conns", str(a.conns), "--duration", str(a.seconds + 2), "--warmup", "0"]
+            args += ["--turns", str(int(a.turns))]
             h.run_loadgen(env, "rtt", t, {}, args, a.seconds + 60)
         spy.wait(timeout=60)
         report = f"profile of {name}, {a.conns} connections\n\n" + top(raw, a.top)

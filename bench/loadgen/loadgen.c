@@ -7,6 +7,11 @@
  *
  *   loadgen echo --port P                   echo server: text/binary echoed with their
  *                                           opcode, ping answered, close echoed
+ *   loadgen echo --port P --turns 1         a turn per user_message: the five golden-path
+ *                                           events (agent_started ... agent_completed),
+ *                                           each a frame; anything else echoed
+ *   loadgen rtt  ... --turns 1              a round trip ends with agent_completed (the
+ *                                           other events are read and not counted)
  *   loadgen rtt  --port P --path /ws --conns N --duration S [--warmup W] [--size B]
  *                                           closed loop: each connection sends one
  *                                           masked text frame, waits for the reply,
@@ -79,6 +84,7 @@ typedef struct {
 /* ---- options ---- */
 static enum mode g_mode;
 static int g_port = 0, g_conns = 1, g_size = 300, g_concurrency = 256;
+static int g_turns = 0; /* --turns 1: turn-shaped traffic (echo answers, rtt waits for) */
 static double g_duration = 5.0, g_warmup = 1.0, g_rate = 0.0, g_drain = 2.0, g_open_rate = 0.0;
 static const char *g_host = "127.0.0.1";
 static const char *g_path = "/";
@@ -328,6 +334,22 @@ static size_t next_frame(conn_t *c, uint8_t *first, uint8_t **payload, size_t *p
     return h + (size_t)n;
 }
 
+/* A turn's events as the unified router and the legacy handlers send them (small
+ * payloads; the run id and step numbers the same on every turn, so that two such
+ * backends compared side by side agree). */
+static const char *const TURN_EVENTS[] = {
+    "{\"type\": \"agent_started\", \"payload\": {\"run_id\": \"bench\", \"agent_name\": \"bench\"}}",
+    "{\"type\": \"agent_thinking\", \"payload\": {\"run_id\": \"bench\", \"step\": 1, \"reasoning\": \"looking it up\"}}",
+    "{\"type\": \"tool_executing\", \"payload\": {\"run_id\": \"bench\", \"tool_name\": \"search\", \"parameters\": {\"q\": \"bench\"}}}",
+    "{\"type\": \"tool_completed\", \"payload\": {\"run_id\": \"bench\", \"tool_name\": \"search\", \"result\": {\"hits\": 3}}}",
+    "{\"type\": \"agent_completed\", \"payload\": {\"run_id\": \"bench\", \"result\": {\"answer\": \"done\"}}}",
+};
+
+static void put_turn(conn_t *c) {
+    for (size_t i = 0; i < sizeof TURN_EVENTS / sizeof *TURN_EVENTS; i++)
+        put_frame(c, 0x81, (const uint8_t *)TURN_EVENTS[i], strlen(TURN_EVENTS[i]), 0);
+}
+
 static void echo_frames(int fd) {
     conn_t *c = &g_c[fd];
     uint8_t first, *payload;
@@ -342,6 +364,8 @@ static void echo_frames(int fd) {
         }
         if (op == 0x9)
             put_frame(c, 0x8A, payload, plen, 0);
+        else if (g_turns && op == 0x1 && memmem(payload, plen, "\"user_message\"", 14))
+            put_turn(c);
         else if (op != 0xA)
             put_frame(c, first & 0x8F, payload, plen, 0);
         buf_consume(&c->in, total);
@@ -553,6 +577,8 @@ static void client_frames(int fd) {
                 c->state = S_CLOSING;
             }
             /* wait for the server's EOF: the server side then holds TIME_WAIT */
+        } else if (g_turns && op == 0x1 && !memmem(payload, plen, "\"agent_completed\"", 17)) {
+            /* an event before the turn's end: read, not a round trip */
         } else if (op == 0x1 || op == 0x2) {
             if (g_mode == M_RTT && c->state == S_OPEN && g_rate > 0) {
                 paced_reply(c);
@@ -963,6 +989,8 @@ int main(int argc, char **argv) {
             g_rate = atof(v);
         else if (!strcmp(k, "--open-rate"))
             g_open_rate = atof(v);
+        else if (!strcmp(k, "--turns"))
+            g_turns = atoi(v);
         else if (!strcmp(k, "--drain"))
             g_drain = atof(v);
         else if (!strcmp(k, "--concurrency"))
