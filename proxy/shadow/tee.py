@@ -337,7 +337,10 @@ class Tee:
                 comparator.secondary_dropped(now)
             # The primary's side first: a secondary's backlog never holds it up, and a
             # secondary frame is taken only once every earlier client request is in.
-            if from_primary:
+            # Once the secondary is shed, its (bounded) backlog and the shed marker come
+            # first: under a steady load the primary's side is never empty, and the
+            # marker is what lets the tee let go of the connection.
+            if from_primary and not (from_secondary and self._failure == _SHED):
                 batch += 1
                 source, data, at = from_primary.popleft()
                 if source == _CLIENT:
