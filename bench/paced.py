@@ -77,6 +77,7 @@ class Plan:
     concurrency: int
     open_rate: float
     quiet_wait: float
+    turns: bool = False  # turn-shaped traffic: each message answered with a turn's five events
 
 
 class CoreClock:
@@ -197,6 +198,8 @@ def paced_run(
         str(plan.concurrency),
         "--open-rate",
         str(plan.open_rate),
+        "--turns",
+        str(int(plan.turns)),
     ]
     budget = plan.warmup + plan.duration + plan.drain + 90
     r = harness.run_loadgen(env, "rtt", target, watched, args, budget)
@@ -246,7 +249,7 @@ def shadow_run(
 def knee(env: Env, target: Target, watched: dict[str, Service], plan: Plan) -> dict[str, Any]:
     """The rate the proxy's core carries in legacy mode: a short closed loop."""
     args = ["--conns", str(plan.conns), "--duration", "3", "--warmup", "0.5"]
-    args += ["--size", str(plan.size)]
+    args += ["--size", str(plan.size), "--turns", str(int(plan.turns))]
     r = harness.run_loadgen(env, "rtt", target, watched, args, 90)
     r["proxy_cpu_share"] = r["cpu"]["thing"] / r["seconds"]
     r["knee_rate"] = r["msgs_per_s"] / min(1.0, max(0.05, r["proxy_cpu_share"]))
@@ -261,8 +264,8 @@ def ladder(
     n: int,
     per_frame: bool,
 ) -> dict[str, Any]:
-    echo_a, port_a = harness.start_echo(env, f"echo-a-{n}")
-    echo_b, port_b = harness.start_echo(env, f"echo-b-{n}")
+    echo_a, port_a = harness.start_echo(env, f"echo-a-{n}", turns=plan.turns)
+    echo_b, port_b = harness.start_echo(env, f"echo-b-{n}", turns=plan.turns)
     proxy = harness.start_proxy(env, f"proxy-{n}", port_a, port_b, "")
     # Optionally a second proxy with the per-frame relay only: legacy mode over the
     # relay shadow's primary rides, without a secondary, to tell the two costs apart.
@@ -725,6 +728,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="niceness of everything the driver starts (negative needs root): on a "
         "shared machine, -10 keeps other work from taking the proxy's core mid-run",
     )
+    p.add_argument(
+        "--turns",
+        action="store_true",
+        help="turn-shaped traffic: the echoes answer each message with a turn's five events "
+        "and a round trip ends with agent_completed",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     p.add_argument("--markdown", type=Path, help="write the table here (and the SVG beside it)")
     p.add_argument("--svg", type=Path, help="the curve (default: the markdown's name, .svg)")
@@ -742,7 +751,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.setpriority(os.PRIO_PROCESS, 0, a.nice)  # the processes started inherit it
     fractions = [float(s) for s in a.steps.split(",") if s.strip()]
     plan = Plan(
-        a.conns, a.size, a.duration, a.warmup, a.drain, a.concurrency, a.open_rate, a.quiet_wait
+        a.conns,
+        a.size,
+        a.duration,
+        a.warmup,
+        a.drain,
+        a.concurrency,
+        a.open_rate,
+        a.quiet_wait,
+        a.turns,
     )
     per_frame = a.per_frame and harness.detect_tunnel(a.source)
 
