@@ -8,14 +8,6 @@ set -euo pipefail
 if command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; then
     exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-build-deps: no C compiler and no apt-get; install gcc to build the" >&2
-    echo "native frame scanner (the proxy runs without it, slower)" >&2
-    exit 0
-fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-    sudo="sudo"
-fi
-$sudo apt-get update
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends gcc libc6-dev
+. "$(dirname "$0")/apt.sh"
+apt_install install-build-deps "install gcc to build the native frame scanner (the proxy runs without it, slower)" \
+    gcc libc6-dev || exit 0

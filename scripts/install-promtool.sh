@@ -4,6 +4,7 @@
 # package's own service is never started: a policy-rc.d that forbids service starts is
 # put in place for the install (and removed after) unless one already exists.
 set -euo pipefail
+. "$(dirname "$0")/apt.sh"
 
 have_both() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 
@@ -13,10 +14,7 @@ if ! have_both; then
         echo "install them from https://prometheus.io/download/ and put them on PATH" >&2
         exit 3
     fi
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
+    sudo="$APT_SUDO"
     policy=/usr/sbin/policy-rc.d
     created_policy=0
     if [ ! -e "$policy" ]; then
@@ -31,8 +29,7 @@ if ! have_both; then
         fi
     }
     trap cleanup EXIT
-    $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends prometheus
+    apt_install install-promtool "install prometheus from https://prometheus.io/download/" prometheus
 fi
 
 prometheus --version 2>&1 | head -n 1
