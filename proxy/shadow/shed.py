@@ -20,7 +20,10 @@ judged from whole data:
   unfinished turns say ``shed``, and their connections go on uncompared.
 
 Each level includes the ones before it. Shedding steps up one level after
-``escalate_after`` samples over budget in a row, and back one level after
+``escalate_after`` samples over budget in a row, or at once on a sample whose lag is
+four times its budget or more (a sudden load: waiting for a run of such samples at each
+level let a queue of primary frames build for most of a second, which an open load
+then has to drain), and back one level after
 ``recover_after`` calm samples in a row (lag and the comparison's share under half
 their budget, the process under four fifths of its), so work only comes back once the
 process has room for it.
@@ -33,6 +36,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from strangler.proxy.config.settings import ShedSettings
+
+
+# A sample this many times over the lag budget steps shedding up without waiting.
+FAR_OVER = 4
 
 
 class Level(IntEnum):
@@ -88,11 +95,12 @@ class Shedder:
         self.lag, self.share, self.process = lag, share, process
         max_share, max_process = settings.max_shadow_cpu_share, settings.max_process_cpu_share
         over = lag > max_lag or share > max_share or process > max_process
+        far = lag >= max_lag * FAR_OVER
         calm = lag < max_lag / 2 and share < max_share / 2 and process < max_process * 0.8
         if over:
             self._calm = 0
             self._over += 1
-            if self._over >= settings.escalate_after and self.level < Level.CLOSE:
+            if (far or self._over >= settings.escalate_after) and self.level < Level.CLOSE:
                 self.level = Level(self.level + 1)
                 self._over = 0
                 # A step up takes effect from the next sample: what it sheds has not
