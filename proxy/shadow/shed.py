@@ -16,8 +16,9 @@ judged from whole data:
 - ``skip``: turns that start now are not compared; each says ``shed`` and nothing else
   (the turns already being compared finish as they would have);
 - ``close``: every sample still over budget closes ``close_share`` of the open
-  secondaries (the newest first: the oldest have the most comparison history); their
-  unfinished turns say ``shed``, and their connections go on uncompared.
+  secondaries (the newest first: the oldest have the most comparison history), and a
+  sample four times over the lag budget closes them all; their unfinished turns say
+  ``shed``, and their connections go on uncompared.
 
 Each level includes the ones before it. Shedding steps up one level after
 ``escalate_after`` samples over budget in a row, or at once on a sample whose lag is
@@ -114,5 +115,8 @@ class Shedder:
                 self._calm = 0
         close = 0
         if over and self.level is Level.CLOSE and secondaries > 0:
-            close = max(1, math.ceil(secondaries * settings.close_share))
+            # Far behind at the last level, every secondary goes: a share per sample
+            # left the rest costing the primary for several more samples.
+            share = 1.0 if far else settings.close_share
+            close = max(1, math.ceil(secondaries * share))
         return Reading(self.level, over, close)

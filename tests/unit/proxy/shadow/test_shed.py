@@ -47,8 +47,10 @@ def test_lag_over_budget_steps_up_one_level_per_run_of_samples_in_order() -> Non
 
 def test_a_loop_far_behind_steps_up_on_every_sample() -> None:
     shedder = Shedder(SETTINGS)
-    levels = [r.level for r in feed(shedder, 0.080, 4)]  # four times the 20 ms budget
-    assert levels == [Level.REFUSE, Level.SKIP, Level.CLOSE, Level.CLOSE]
+    readings = feed(shedder, 0.080, 4)  # four times the 20 ms budget
+    assert [r.level for r in readings] == [Level.REFUSE, Level.SKIP, Level.CLOSE, Level.CLOSE]
+    # ... and at the last level closes every open secondary (feed's 8), not a share.
+    assert [r.close for r in readings] == [0, 0, 0, 8]
     # Just under that, the run of samples still decides.
     shedder = Shedder(SETTINGS)
     assert [r.level for r in feed(shedder, 0.079, 2)] == [Level.NONE, Level.REFUSE]
