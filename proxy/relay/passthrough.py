@@ -42,9 +42,12 @@ PROXY_HEADER_PREFIX = "x-strangler-"
 
 
 def new_session() -> aiohttp.ClientSession:
-    """Session for forwarded HTTP: no connection cap, bodies passed as the backend sent them."""
+    """Session for forwarded HTTP: no connection cap, bodies passed as the backend sent them.
+    No cookie jar: one session serves every client, so a cookie the backend set for one
+    would otherwise go out with every later client's request."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30),
