@@ -1,7 +1,8 @@
 """User-space instructions the proxy spends per echo round trip (valgrind callgrind).
 
-    .venv/bin/python bench/instructions.py [--source DIR] [--scenario legacy] [--turns] \\
-        [--seconds 15] [--env STRANGLER_PURE_PYTHON=1] [--relay-keys ", tunnel: off"]
+    .venv/bin/python bench/instructions.py [--source DIR] [--scenario legacy] \\
+        [--turns | --handshakes] [--seconds 15] [--env STRANGLER_PURE_PYTHON=1] \\
+        [--relay-keys ", tunnel: off"]
 
 CPU time on a shared, two-core machine moves by a third between runs; an instruction
 count does not. The proxy runs under `valgrind --tool=callgrind --instr-atstart=no`;
@@ -9,6 +10,8 @@ counting is switched on (`callgrind_control -i on`) only while one client of the
 generator does bench round trips through it to the C echo upstream (bench/harness.py's
 setup: its config, users and 300-byte JSON message), and the count is divided by the
 round trips the proxy itself counted (`strangler_messages_total`, client to backend).
+With --handshakes the figure is per handshake cycle instead (the load generator's 32
+loops of open, close handshake and TCP close; divided by `strangler_connections_total`).
 With --turns the echo answers each message with a turn's five golden-path events and a
 round trip ends with the last (the traffic shadow mode compares). It leaves out the
 kernel's share (socket reads and writes), which a change to the
@@ -37,9 +40,12 @@ _COUNTER = re.compile(
 )
 
 
-def relayed(admin: int) -> float:
+_CONNECTIONS = re.compile(r"^strangler_connections_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+
+
+def counted(admin: int, series: re.Pattern[str]) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=30) as r:
-        return sum(float(v) for v in _COUNTER.findall(r.read().decode()))
+        return sum(float(v) for v in series.findall(r.read().decode()))
 
 
 def main() -> int:
@@ -54,6 +60,11 @@ def main() -> int:
         "--turns",
         action="store_true",
         help="turn-shaped traffic: the echo answers each message with a turn's five events",
+    )
+    p.add_argument(
+        "--handshakes",
+        action="store_true",
+        help="per handshake cycle instead (loadgen handshakes, 32 loops of open and close)",
     )
     p.add_argument("--keep", type=Path, help="copy callgrind's profile here (callgrind_annotate)")
     a = p.parse_args()
@@ -96,14 +107,19 @@ def main() -> int:
         target = harness.scenario_targets(port, "")[a.scenario]
         common = ["--size", str(a.size), "--conns", "1", "--turns", str(int(a.turns))]
         # One untimed pass first: imports, caches and the first connection's set-up.
-        harness.run_loadgen(env, "rtt", target, {}, [*common, "--duration", "3"], 300)
-        before = relayed(admin)
+        series = _CONNECTIONS if a.handshakes else _COUNTER
+        if a.handshakes:
+            mode, args = "handshakes", ["--conns", "32", "--warmup", "0"]
+        else:
+            mode, args = "rtt", common
+        harness.run_loadgen(env, mode, target, {}, [*args, "--duration", "3"], 300)
+        before = counted(admin, series)
         subprocess.run(["callgrind_control", "-i", "on", str(proxy.proc.pid)], check=True)
         result = harness.run_loadgen(
-            env, "rtt", target, {}, [*common, "--duration", str(a.seconds)], 600
+            env, mode, target, {}, [*args, "--duration", str(a.seconds)], 600
         )
         subprocess.run(["callgrind_control", "-i", "off", str(proxy.proc.pid)], check=True)
-        trips = relayed(admin) - before
+        trips = counted(admin, series) - before
         env.stop(proxy)
         deadline = time.monotonic() + 60
         while not out_file.exists() and time.monotonic() < deadline:
@@ -122,7 +138,8 @@ def main() -> int:
                     "relay_keys": a.relay_keys,
                     "turns": a.turns,
                     "round_trips": trips,
-                    "loadgen_messages": result.get("messages"),
+                    "handshakes": a.handshakes,
+                    "loadgen_messages": result.get("messages", result.get("cycles")),
                     "instructions": total,
                     "per_round_trip": round(total / max(trips, 1)),
                 }
