@@ -38,7 +38,6 @@ from enum import IntEnum
 
 from strangler.proxy.config.settings import ShedSettings
 
-
 # A sample this many times over the lag budget steps shedding up without waiting.
 FAR_OVER = 4
 
