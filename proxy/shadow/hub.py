@@ -186,11 +186,14 @@ class ShadowHub:
             return
         loop = asyncio.get_running_loop()
         every = settings.sample_ms / 1000
-        last, last_cpu = loop.time(), time.process_time()
+        # The event loop's own thread: its CPU time is what the primary's frames wait
+        # behind (the process's would add threads on other cores, such as the mismatch
+        # log's writer, and read over one core while the loop itself has room).
+        last, last_cpu = loop.time(), time.thread_time()
         while True:
             planned = loop.time() + every
             await asyncio.sleep(every)
-            now, cpu = loop.time(), time.process_time()
+            now, cpu = loop.time(), time.thread_time()
             busy, self.busy = self.busy, 0.0
             reading = self.shedder.sample(
                 max(0.0, now - planned), busy, cpu - last_cpu, now - last, len(self._open)

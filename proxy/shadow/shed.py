@@ -91,7 +91,9 @@ class Shedder:
             return Reading(Level.NONE, False)
         max_lag = settings.max_loop_lag_ms / 1000
         share = busy / elapsed if elapsed > 0 else 0.0
-        process = cpu / elapsed if elapsed > 0 else 0.0
+        # One thread uses at most its core: a reading over 1.0 is the clocks' jitter, and
+        # a budget of 1.0 must mean "never shed for CPU".
+        process = min(1.0, cpu / elapsed) if elapsed > 0 else 0.0
         self.lag, self.share, self.process = lag, share, process
         max_share, max_process = settings.max_shadow_cpu_share, settings.max_process_cpu_share
         over = lag > max_lag or share > max_share or process > max_process

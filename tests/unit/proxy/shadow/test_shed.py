@@ -56,6 +56,12 @@ def test_a_loop_far_behind_steps_up_on_every_sample() -> None:
     assert [r.level for r in feed(shedder, 0.079, 2)] == [Level.NONE, Level.REFUSE]
 
 
+def test_a_whole_core_budget_never_sheds_for_cpu_whatever_the_clocks_say() -> None:
+    shedder = Shedder(ShedSettings(max_process_cpu_share=1.0, escalate_after=1))
+    readings = [shedder.sample(0.001, 0.0, 0.0506, 0.05, 8) for _ in range(5)]  # 1.012
+    assert {r.level for r in readings} == {Level.NONE}
+
+
 def test_one_late_sample_is_not_a_trend() -> None:
     shedder = Shedder(SETTINGS)
     for _ in range(10):
