@@ -322,8 +322,16 @@ async def skew_shows_and_alerts(stack: Stack, fleet: list[Replica], url: str) ->
         new_hash = parse_flags(FILE_B.encode(), "b").digest[:12]
 
         async def prometheus_sees_two_files() -> bool:
-            result = await query(url, "count(count by (hash) (strangler_flags_info == 1))")
-            return bool(result) and float(result[0]["value"][1]) == 2
+            # Both replicas given the new file serve it: two hashes alone can be one of
+            # them moved while the other still serves the old file.
+            files = await query(url, "count(count by (hash) (strangler_flags_info == 1))")
+            moved = await query(url, f'count(strangler_flags_info{{hash="{new_hash}"}} == 1)')
+            return (
+                bool(files)
+                and float(files[0]["value"][1]) == 2
+                and bool(moved)
+                and float(moved[0]["value"][1]) == 2
+            )
 
         await wait_for(prometheus_sees_two_files, timeout=15)
         done = await asyncio.create_subprocess_exec(
