@@ -3,7 +3,7 @@
 Pure code: no sockets, no asyncio, no clock. The shadow hub (proxy/shadow/hub.py) takes
 a sample every ``sample_ms`` of three things: how late the event loop ran a timer (the
 lag every primary frame waits as well), how much of the time since the last sample
-the comparison took, and how much of its one core the whole process used. The last
+the comparison took, and how much of its one core the event loop's thread used. The last
 is what protects the primary by design: a process with no spare CPU queues the
 primary's frames behind the secondary's, however small the comparison's own share
 (the secondary's socket work is not the comparison's). `Shedder.sample` turns them
@@ -84,7 +84,7 @@ class Shedder:
         self, lag: float, busy: float, cpu: float, elapsed: float, secondaries: int
     ) -> Reading:
         """One sample: ``lag`` seconds late; in the last ``elapsed`` seconds, ``busy``
-        seconds of comparison and ``cpu`` seconds of the process's CPU time;
+        seconds of comparison and ``cpu`` seconds of the loop thread's CPU time;
         ``secondaries`` open now."""
         settings = self._settings
         if not settings.enabled:
