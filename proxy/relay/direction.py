@@ -216,6 +216,7 @@ class TappedDirection(Direction):
         scanner: FrameScanner,
         meters: Meters,
         destination: Hop,
+        *,
         tap: Tap,
     ) -> None:
         super().__init__(tunnel, source, scanner, meters, destination)

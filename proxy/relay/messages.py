@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from strangler.proxy.relay.wsframes import OP_CONTINUATION, OP_TEXT, apply_mask
+from strangler.proxy.relay.wsframes import OP_BINARY, OP_CONTINUATION, OP_TEXT, apply_mask
 
 
 class TextMessages:
@@ -61,7 +61,7 @@ class TextMessages:
             if end > n:
                 break
             op = b0 & 0x0F
-            if op <= OP_TEXT or op == 0x2:
+            if op <= OP_BINARY:  # continuation, text, binary: the data frames
                 self._data_frame(view, op, b0 & 0x80, pos, hl, end, masked)
             pos = end
         if pos == n:

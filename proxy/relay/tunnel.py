@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from typing import cast
 
@@ -119,23 +120,22 @@ class Tunnel:
         self._client_hop = Hop(client)
         self._backend_hop = Hop(upstream.transport)
         observe = turns is not None
-        client_scanner = FrameScanner(max_message_bytes, masked=True, observe=observe)
-        backend_scanner = FrameScanner(max_message_bytes, masked=False, observe=observe)
-        if tap is None:
-            self._from_client = Direction(
-                self, Side.CLIENT, client_scanner, inbound, self._backend_hop
-            )
-            self._from_backend = Direction(
-                self, Side.BACKEND, backend_scanner, outbound, self._client_hop
-            )
-        else:
-            # A compared connection: the comparison reads copies of the text messages.
-            self._from_client = TappedDirection(
-                self, Side.CLIENT, client_scanner, inbound, self._backend_hop, tap
-            )
-            self._from_backend = TappedDirection(
-                self, Side.BACKEND, backend_scanner, outbound, self._client_hop, tap
-            )
+        # A compared connection's directions also copy its text messages to the tap.
+        direction = Direction if tap is None else functools.partial(TappedDirection, tap=tap)
+        self._from_client = direction(
+            self,
+            Side.CLIENT,
+            FrameScanner(max_message_bytes, masked=True, observe=observe),
+            inbound,
+            self._backend_hop,
+        )
+        self._from_backend = direction(
+            self,
+            Side.BACKEND,
+            FrameScanner(max_message_bytes, masked=False, observe=observe),
+            outbound,
+            self._client_hop,
+        )
         self._end: End | None = None
         # The loop is asked for where needed, not kept: its slot holds the turn state.
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -239,6 +239,9 @@ class Tunnel:
                     state = state.event(self, code)
             else:
                 state = state.event(self, events)
+        self._set_turns(state)
+
+    def _set_turns(self, state: State) -> None:
         self._turns = state
         # While a turn is open, the client's next turn messages only wait behind it: its
         # scanner counts them itself (no call per message) until the turn ends.
@@ -257,9 +260,7 @@ class Tunnel:
         """The open turn's timer ran out (proxy/relay/turns.py)."""
         if self._turns is turn:
             self._with_queued(turn)  # an open turn takes them and stays itself
-            state = turn.expired(self)
-            self._turns = state
-            self._from_client.scanner.queueing = state.__class__ is Turn
+            self._set_turns(turn.expired(self))
 
     def _turns_end(self) -> None:
         """The connection ended: its open turns end as abandoned or interrupted."""
