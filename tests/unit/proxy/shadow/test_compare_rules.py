@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from strangler.legacy_adapters.canonical import VOLATILE_FIELDS
 from strangler.proxy.config.compare import CompareSettings, FieldRule, RuleName
+from strangler.proxy.shadow import compare
 from strangler.proxy.shadow.compare import judge_events
 from strangler.proxy.shadow.policy import rule_for
 from strangler.proxy.shadow.verdict import Category, Difference, Outcome
@@ -229,3 +230,29 @@ def test_property_noise_within_policy_never_mismatches(
         _perturb(event, policy)
     assert noisy != turn  # the defaults alone make the prose differ
     assert judge_events(turn, noisy, policy).differences == ()
+
+
+_LEAVES = st.sampled_from([0, 1, 1.0, 0.0, True, False, None, "", "1", "a", 2**70, -1])
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "run_id", "n"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES, _VALUES, policies)
+def test_property_the_same_json_shortcut_judges_as_the_full_walk(
+    legacy: Any, unified: Any, policy: CompareSettings
+) -> None:
+    """Skipping a field that is the same JSON on both sides never changes a judgement:
+    values Python calls equal but JSON does not (``true`` and ``1``) are still walked."""
+    for a, b in ((legacy, unified), (legacy, copy.deepcopy(legacy))):
+        fast = judge_events(with_result(a), with_result(b), policy)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(compare, "_same_json", lambda a, b: False)  # every field walked
+            full = judge_events(with_result(a), with_result(b), policy)
+        assert fast == full
