@@ -181,6 +181,7 @@ class Tee:
     def primary_closed(self) -> None:
         """The client's connection ended; the tee winds down on its own time."""
         self._primary_closed.set()
+        self._wake.set()  # an idle comparison waits without a timer
 
     def shed(self) -> None:
         """Close the secondary to shed its work (the hub's call): its unfinished turns
@@ -312,6 +313,7 @@ class Tee:
     async def _compare_loop(self) -> None:
         comparator, hub = self.comparator, self.hub
         from_primary, from_secondary, wake = self._from_primary, self._from_secondary, self._wake
+        loop = asyncio.get_running_loop()
         clock = time.perf_counter
         deadline: float | None = None
         batch = 0
@@ -322,9 +324,15 @@ class Tee:
                 batch = 0
                 hub.busy += clock() - began  # the comparison's time, for shedding
                 wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_POLL_SECONDS):
-                        await wake.wait()
+                if comparator.open_turns or self._primary_closed.is_set():
+                    # A turn may time out, or the primary's end settle, without another
+                    # frame: look again after a while. (A timer handle costs a fraction
+                    # of a timeout context, and most waits between turns need neither.)
+                    poll = loop.call_later(_POLL_SECONDS, wake.set)
+                    await wake.wait()
+                    poll.cancel()
+                else:
+                    await wake.wait()
                 began = clock()
             elif batch >= _BATCH:
                 batch = 0
@@ -409,7 +417,7 @@ class Tee:
     def _report(self, verdicts: list[Verdict]) -> None:
         m = self.hub.metrics
         for v in verdicts:
-            m.comparisons.labels(self.route, self.mode, v.outcome.value).inc()
+            m.tally(m.comparisons, self.route, self.mode, v.outcome.value).add()
             if v.outcome is Outcome.SHED:
                 # Not compared: nothing to record, and nothing for the guard (under
                 # load, recording every shed turn would be work of its own).
@@ -417,7 +425,7 @@ class Tee:
             self._guard(v)
             # A mismatched turn counts once per category it shows (docs/METRICS.md).
             for category in dict.fromkeys(d.category for d in v.differences):
-                m.mismatches.labels(self.route, self.mode, category.value).inc()
+                m.tally(m.mismatches, self.route, self.mode, category.value).add()
             self.hub.noise.add(v.noise)  # fields that differed within policy, by path
             for side, duration, first in (
                 (Side.LEGACY, v.legacy_duration, v.legacy_first_event),
@@ -425,9 +433,9 @@ class Tee:
             ):
                 role = "primary" if side is self.primary else "secondary"
                 if duration is not None:
-                    m.turn_seconds.labels(self.route, side.value, role).observe(duration)
+                    m.series(m.turn_seconds, self.route, side.value, role).observe(duration)
                 if first is not None:
-                    m.first_event_seconds.labels(self.route, side.value, role).observe(first)
+                    m.series(m.first_event_seconds, self.route, side.value, role).observe(first)
             if v.outcome is not Outcome.MATCH:
                 redact = self._redact
                 reason = self._reason(v)

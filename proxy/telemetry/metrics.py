@@ -436,6 +436,7 @@ class Metrics:
         ProcessCollector(registry=r)
         self._active_hash: str | None = None
         self._tallies: dict[tuple[Counter, tuple[str, ...]], Tally] = {}
+        self._series: dict[tuple[Histogram, tuple[str, ...]], Histogram] = {}
 
     def tally(self, counter: Counter, *labels: str) -> Tally:
         """The shared tally of one series of ``counter`` (a bounded set, as its labels are)."""
@@ -444,6 +445,16 @@ class Metrics:
         if tally is None:
             tally = self._tallies[key] = Tally(counter.labels(*labels))
         return tally
+
+    def series(self, histogram: Histogram, *labels: str) -> Histogram:
+        """One labelled series of ``histogram``, found once (a bounded set, as its labels
+        are): prometheus-client's ``labels`` checks and joins the values on every call,
+        which per compared turn cost more than the observation."""
+        key = (histogram, labels)
+        child = self._series.get(key)
+        if child is None:
+            child = self._series[key] = histogram.labels(*labels)
+        return child
 
     def flush(self) -> None:
         """Move every tally's pending count into its counter."""
