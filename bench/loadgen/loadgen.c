@@ -335,19 +335,27 @@ static size_t next_frame(conn_t *c, uint8_t *first, uint8_t **payload, size_t *p
 }
 
 /* A turn's events as the unified router and the legacy handlers send them (small
- * payloads; the run id and step numbers the same on every turn, so that two such
- * backends compared side by side agree). */
+ * payloads). Each echo process numbers its own runs, as each backend does: two such
+ * backends compared side by side agree on everything but the volatile run id, so the
+ * comparison meets the per-event difference real backends show (docs/PROTOCOL.md,
+ * section 4) instead of byte-identical turns. */
 static const char *const TURN_EVENTS[] = {
-    "{\"type\": \"agent_started\", \"payload\": {\"run_id\": \"bench\", \"agent_name\": \"bench\"}}",
-    "{\"type\": \"agent_thinking\", \"payload\": {\"run_id\": \"bench\", \"step\": 1, \"reasoning\": \"looking it up\"}}",
-    "{\"type\": \"tool_executing\", \"payload\": {\"run_id\": \"bench\", \"tool_name\": \"search\", \"parameters\": {\"q\": \"bench\"}}}",
-    "{\"type\": \"tool_completed\", \"payload\": {\"run_id\": \"bench\", \"tool_name\": \"search\", \"result\": {\"hits\": 3}}}",
-    "{\"type\": \"agent_completed\", \"payload\": {\"run_id\": \"bench\", \"result\": {\"answer\": \"done\"}}}",
+    "{\"type\": \"agent_started\", \"payload\": {\"run_id\": \"%s\", \"agent_name\": \"bench\"}}",
+    "{\"type\": \"agent_thinking\", \"payload\": {\"run_id\": \"%s\", \"step\": 1, \"reasoning\": \"looking it up\"}}",
+    "{\"type\": \"tool_executing\", \"payload\": {\"run_id\": \"%s\", \"tool_name\": \"search\", \"parameters\": {\"q\": \"bench\"}}}",
+    "{\"type\": \"tool_completed\", \"payload\": {\"run_id\": \"%s\", \"tool_name\": \"search\", \"result\": {\"hits\": 3}}}",
+    "{\"type\": \"agent_completed\", \"payload\": {\"run_id\": \"%s\", \"result\": {\"answer\": \"done\"}}}",
 };
 
+static unsigned long g_runs;
+
 static void put_turn(conn_t *c) {
-    for (size_t i = 0; i < sizeof TURN_EVENTS / sizeof *TURN_EVENTS; i++)
-        put_frame(c, 0x81, (const uint8_t *)TURN_EVENTS[i], strlen(TURN_EVENTS[i]), 0);
+    char run[40], event[256];
+    snprintf(run, sizeof run, "run-%ld-%lu", (long)getpid(), ++g_runs);
+    for (size_t i = 0; i < sizeof TURN_EVENTS / sizeof *TURN_EVENTS; i++) {
+        int n = snprintf(event, sizeof event, TURN_EVENTS[i], run);
+        put_frame(c, 0x81, (const uint8_t *)event, (size_t)n, 0);
+    }
 }
 
 static void echo_frames(int fd) {
