@@ -8,9 +8,11 @@ idle connections against it without errors, so bench/run.sh measures what it cla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ import pytest
 
 from tests.functional.conftest import free_port
 
-LOADGEN = Path(__file__).resolve().parents[2] / "bench" / "loadgen"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+LOADGEN = BENCH / "loadgen"
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -48,17 +51,25 @@ def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return binary
 
 
-@pytest.fixture
-async def echo(loadgen: Path) -> AsyncIterator[int]:
+@contextlib.asynccontextmanager
+async def echo_upstream(loadgen: Path, *args: str) -> AsyncIterator[int]:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        str(loadgen), "echo", "--port", str(port), stdout=asyncio.subprocess.PIPE
+        str(loadgen), "echo", "--port", str(port), *args, stdout=asyncio.subprocess.PIPE
     )
     assert proc.stdout is not None
     assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 10)) == {"listening": port}
-    yield port
-    proc.terminate()
-    await asyncio.wait_for(proc.wait(), 10)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
+@pytest.fixture
+async def echo(loadgen: Path) -> AsyncIterator[int]:
+    async with echo_upstream(loadgen) as port:
+        yield port
 
 
 async def run(loadgen: Path, *args: str, stdin: bytes | None = None) -> list[dict[str, Any]]:
@@ -90,6 +101,53 @@ async def test_echo_upstream_passes_aiohttp_handshake_checks_and_echoes_every_op
         assert (pong.type, pong.data) == (aiohttp.WSMsgType.PONG, b"p")
         await ws.close(code=4001, message=b"bye")
         assert ws.close_code == 4001
+
+
+async def test_a_turn_playing_echo_answers_a_request_with_the_golden_path(loadgen: Path) -> None:
+    """The five events in order, stamped with a run id of their own turn and upstream
+    (two backends differ in it, as real ones do: docs/PROTOCOL.md's volatile fields),
+    and the same turn bench/compare_path.py feeds the comparison."""
+    compare_path = _compare_path()
+    turns: list[list[str]] = []
+    async with (
+        echo_upstream(loadgen, "--turns", "1") as port,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://127.0.0.1:{port}/ws") as ws,
+    ):
+        for _ in range(2):
+            await ws.send_str('{"type": "user_message", "payload": {"text": "hi"}}')
+            turns.append([await ws.receive_str(timeout=5) for _ in range(5)])
+    run_ids = []
+    for turn in turns:
+        events = [json.loads(frame) for frame in turn]
+        assert [e["type"] for e in events] == [
+            "agent_started",
+            "agent_thinking",
+            "tool_executing",
+            "tool_completed",
+            "agent_completed",
+        ]
+        ids = {e["payload"]["run_id"] for e in events}
+        assert len(ids) == 1
+        run_ids.append(ids.pop())
+        expected = [t.replace(b"%s", run_ids[-1].encode()).decode() for t in compare_path.EVENTS]
+        assert turn == expected
+    assert run_ids[0] != run_ids[1]
+
+
+def test_the_comparison_bench_judges_each_of_its_turns_a_match() -> None:
+    """bench/compare_path.py measures the path that judges a turn, not one that stops
+    early: every turn it feeds comes out MATCH (with its run ids tolerated)."""
+    assert _compare_path().run_turns(20, "main")["turns"] == 20
+
+
+def _compare_path() -> Any:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import compare_path  # bench/ is not a package
+    finally:
+        sys.path.remove(str(BENCH))
+    return compare_path
 
 
 async def test_round_trips_are_counted_with_latency_and_no_errors(loadgen: Path, echo: int) -> None:
