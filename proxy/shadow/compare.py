@@ -327,8 +327,7 @@ class _Walk:
         self.leaf(rule, path, a, b)
 
     def leaf(self, rule: FieldRule, path: _Path, a: Any, b: Any) -> None:
-        if type(a) is type(b) and type(a) in _SCALARS and a == b:
-            return  # the common case, without serialising
+        # Equal scalars of one type never get here: `node` returned on them.
         if _number(a) and _number(b) and a == b:
             return  # 1 and 1.0 are the same JSON number
         if _canon(a) == _canon(b):
