@@ -49,8 +49,9 @@ _BOM: Final = "\ufeff"  # json.loads skips one before UTF-8 bytes; so does this
 
 
 def parse(data: bytes) -> dict[str, Any] | None:
-    """The frame as a JSON object; None when it is not one (what ``json.loads`` would
-    refuse, or any other JSON value)."""
+    """The frame as a JSON object; None when it is not one: not UTF-8 (a text frame
+    must be, so UTF-16 or UTF-32, which ``json.loads`` would guess, is refused), what
+    ``json.loads`` would refuse, or any other JSON value."""
     try:
         text = data.decode()
         if text.startswith(_BOM):
