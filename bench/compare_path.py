@@ -79,17 +79,24 @@ def run_turns(turns: int, dialect_name: str) -> dict[str, Any]:
     return {"dialect": dialect_name, "turns": turns, "us_per_turn": round(elapsed / turns * 1e6, 2)}
 
 
-def instructions(source: Path, dialect: str, turns: int) -> int:
-    """User-space instructions per turn: two runs under callgrind, differenced."""
-    _module, path = harness.source_layout(source)
+def _measured(turns: int, dialect: str) -> list[str]:
+    """The command of one measured run (this file, with --inner)."""
+    return [sys.executable, __file__, "--turns", str(turns), "--dialect", dialect, "--inner"]
+
+
+def instructions(path: Path, dialect: str, turns: int) -> int:
+    """User-space instructions per turn: two runs under callgrind with ``path`` (the
+    tree's import path) first, differenced."""
     counts = []
     with tempfile.TemporaryDirectory() as work:
         for n in (turns // 6, turns):
             out = Path(work) / f"callgrind.{n}"
             subprocess.run(
                 [
-                    *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
-                    *(sys.executable, __file__, "--turns", str(n), "--dialect", dialect, "--inner"),
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out}",
+                    *_measured(n, dialect),
                 ],
                 env={**os.environ, "PYTHONPATH": str(path), "PYTHONHASHSEED": "0"},
                 check=True,
@@ -113,7 +120,7 @@ def main() -> int:
         return 0
     _module, path = harness.source_layout(a.source)
     wall = subprocess.run(
-        [sys.executable, __file__, "--turns", str(a.turns), "--dialect", a.dialect, "--inner"],
+        _measured(a.turns, a.dialect),
         env={**os.environ, "PYTHONPATH": str(path)},
         check=True,
         capture_output=True,
@@ -122,7 +129,7 @@ def main() -> int:
     figures = {"source": str(a.source), **json.loads(wall.stdout)}
     if a.callgrind:
         # Under valgrind a turn runs some fifty times slower: fewer turns say as much.
-        figures["instructions_per_turn"] = instructions(a.source, a.dialect, min(a.turns, 1200))
+        figures["instructions_per_turn"] = instructions(path, a.dialect, min(a.turns, 1200))
     print(json.dumps(figures))
     return 0
 
