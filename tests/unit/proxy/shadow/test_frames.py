@@ -95,3 +95,11 @@ _JSON = st.recursive(
 def test_property_parse_agrees_with_json_loads(value: object, before: str, after: str) -> None:
     frame = (before + json.dumps(value, ensure_ascii=False) + after).encode()
     assert parse(frame) == _loads_object(frame)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_parse_refuses_text_that_is_not_utf8(encoding: str) -> None:
+    """json.loads on bytes would guess these; a text frame is UTF-8 (RFC 6455, 8.1)."""
+    frame = '{"type": "x"}'.encode(encoding)
+    assert json.loads(frame) == {"type": "x"}
+    assert parse(frame) is None
